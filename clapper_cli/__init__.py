@@ -1,0 +1,1 @@
+"""clapper_cli: the `clapper` command, a thin typer layer over clapper_core."""

@@ -55,6 +55,7 @@ Model = Annotated[
     typer.Option(
         "--model",
         "-m",
+        metavar="<name|dir>",
         help="Model: a local directory, a Hugging Face id, or [bold]clapper-demo[/bold] (the built-in demo).",
         show_default=False,
         rich_help_panel=MODEL_PANEL,
@@ -89,7 +90,6 @@ Fps = Annotated[
         "--fps",
         help="Frames sampled per second of video (default 1).",
         show_default=False,
-        min=0.0,
         rich_help_panel=SAMPLING_PANEL,
     ),
 ]
@@ -99,7 +99,6 @@ MaxFrames = Annotated[
         "--max-frames",
         help="Upper bound on frames per video; long videos are sampled more sparsely (default 96).",
         show_default=False,
-        min=1,
         rich_help_panel=SAMPLING_PANEL,
     ),
 ]
@@ -109,7 +108,6 @@ SegmentSize = Annotated[
         "--segment-size",
         help="Frames per slow-fast segment (default 4).",
         show_default=False,
-        min=1,
         rich_help_panel=SAMPLING_PANEL,
     ),
 ]
@@ -122,7 +120,6 @@ MaxNewTokens = Annotated[
         "--max-new-tokens",
         help="Longest answer, in tokens (default 256).",
         show_default=False,
-        min=1,
         rich_help_panel=GENERATION_PANEL,
     ),
 ]
@@ -133,7 +130,6 @@ Temperature = Annotated[
         "-t",
         help="Sampling temperature; 0 is greedy and deterministic (default 0).",
         show_default=False,
-        min=0.0,
         rich_help_panel=GENERATION_PANEL,
     ),
 ]
@@ -153,6 +149,7 @@ Json = Annotated[
     bool,
     typer.Option(
         "--json",
+        metavar="",
         help="Print machine-readable JSON on stdout (no progress display).",
         rich_help_panel=OUTPUT_PANEL,
     ),
@@ -162,6 +159,7 @@ Quiet = Annotated[
     typer.Option(
         "--quiet",
         "-q",
+        metavar="",
         help="No progress display and no notices on stderr; errors still show.",
         rich_help_panel=OUTPUT_PANEL,
     ),

@@ -1,0 +1,394 @@
+"""The jobs behind `clapper ask` and `clapper caption`, one call each, with stages and timings.
+
+Core never prints: progress goes through `on_event`, a callable that receives `Event`s
+(a stage starting or ending, a video finished, a notice for the user). The CLI turns them
+into a rich display on stderr; a script can pass its own callable or none.
+
+    from clapper_core.runner import ask, caption_batch
+    from clapper_core.settings import resolve
+
+    for item in ask("clip.mp4", ["what happens?", "what colour is the ball?"], resolve()):
+        print(item, end="") if isinstance(item, str) else print()   # text pieces, then a Record
+
+    summary = caption_batch(["videos/"], resolve({"fps": 1}), output="captions.jsonl")
+
+Several questions about one video decode and encode it once. `caption_batch` loads the model
+once, walks directories in a stable order, appends one JSON line per video to `output` as
+soon as it is done (an interrupted run loses nothing, a re-run skips what is there), records
+a failed video and goes on, and splits the work across processes under torchrun.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clapper_core.errors import ClapperError, ConfigError, DataError, VideoNotFoundError
+from clapper_core.records import Record, Timings
+from clapper_core.settings import DEMO_MODEL, Settings
+
+VIDEO_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mkv .mov .avi .webm .mpg .mpeg .ts .mts .m2ts .flv .wmv .3gp .ogv .gif".split()
+)
+STAGES = ("load", "decode", "encode", "generate")
+DEMO_NOTICE = (
+    f"Using the built-in demo model ({DEMO_MODEL}): it only knows a synthetic world of moving shapes. "
+    "Choose a real model with --model, CLAPPER_MODEL or `clapper config set model NAME`."
+)
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the user may want to see while a job runs.
+
+    kind:
+      "notice"      a one-line message for stderr (`message`)
+      "batch"       a batch starts: `total` videos to do, `skipped` already done
+      "stage"       `stage` (load/decode/encode/generate) starts for `video`
+      "stage_done"  `stage` finished after `seconds`
+      "video_done"  `video` finished (`record`, `index` of `total`; the record may hold an error)
+    """
+
+    kind: str
+    video: str | None = None
+    stage: str | None = None
+    seconds: float | None = None
+    index: int = 0
+    total: int = 0
+    skipped: int = 0
+    record: Record | None = None
+    message: str | None = None
+
+
+OnEvent = Callable[[Event], None]
+
+
+def _ignore(event: Event) -> None:
+    pass
+
+
+class _Stage:
+    """`with _Stage(emit, "decode", video) as s:` emits stage/stage_done and keeps `s.seconds`."""
+
+    def __init__(self, emit: OnEvent, stage: str, video: str | None = None) -> None:
+        self.emit, self.stage, self.video, self.seconds = emit, stage, video, 0.0
+
+    def __enter__(self) -> "_Stage":
+        self.emit(Event("stage", video=self.video, stage=self.stage))
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type, *_: object) -> None:
+        self.seconds = time.perf_counter() - self._start
+        if exc_type is None:
+            self.emit(Event("stage_done", video=self.video, stage=self.stage, seconds=self.seconds))
+
+
+# --- model and one video ------------------------------------------------------------------
+
+
+def load(settings: Settings, *, on_event: OnEvent | None = None, device: str | None = None):
+    """Load the configured model once (a `LoadedModel`), passing its notices on as events."""
+    emit = on_event or _ignore
+    if settings.uses_demo_model:
+        emit(Event("notice", message=DEMO_NOTICE))
+    from clapper_core.model import LoadConfig, load_model
+
+    config = settings.load_config() if device is None else LoadConfig(
+        model=settings.model, quant=settings.quant, device=device, attn=settings.attn
+    )
+    with _Stage(emit, "load"):
+        loaded = load_model(config)
+    for notice in getattr(loaded, "notices", ()):
+        emit(Event("notice", message=notice))
+    return loaded
+
+
+def _precision(hardware: Any) -> str:
+    if getattr(hardware, "quant", None) == "4bit":
+        return "4bit"
+    name = str(getattr(hardware, "dtype", "")).replace("torch.", "")
+    return {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(name, name or "unknown")
+
+
+class VideoJob:
+    """One video decoded and encoded once, ready for any number of questions.
+
+    Built by `open_video`; `stream(question)` yields the answer's text pieces and then its `Record`.
+    """
+
+    def __init__(self, loaded: Any, video: str | os.PathLike[str], settings: Settings, *,
+                 task: str = "ask", on_event: OnEvent | None = None) -> None:
+        from clapper_core.generation import VideoSession
+        from clapper_core.video import load_clip
+
+        self.video, self.settings, self.task = str(video), settings, task
+        self.emit = on_event or _ignore
+        self.loaded = loaded
+        self.timings = Timings()
+        with _Stage(self.emit, "decode", self.video) as stage:
+            self.clip = load_clip(video, settings.sampling_config())
+        self.timings.decode_s = stage.seconds
+        for warning in getattr(self.clip, "warnings", ()):
+            self.emit(Event("notice", video=self.video, message=f"{self.video}: {warning}"))
+        with _Stage(self.emit, "encode", self.video) as stage:
+            self.session = VideoSession(loaded, self.clip)
+        self.timings.encode_s = getattr(self.session, "encode_s", None) or stage.seconds
+        self.generation = settings.generation_config()
+
+    def base_record(self, question: str) -> Record:
+        """A record with everything known about the video and the model, no answer yet."""
+        clip, hardware = self.clip, self.loaded.hardware
+        return Record(
+            video=self.video,
+            question=question,
+            task=self.task,
+            model=self.settings.model,
+            device=str(hardware.device),
+            precision=_precision(hardware),
+            frames=clip.num_frames,
+            timestamps=[float(t) for t in clip.timestamps],
+            segments=[[s.start, s.stop, float(s.start_time), float(s.end_time)] for s in clip.segments],
+            visual_tokens=self.session.num_visual_tokens,
+            duration_s=float(clip.duration),
+        )
+
+    def stream(self, question: str) -> Iterator[str | Record]:
+        """Text pieces of the answer as they are generated, then the finished `Record`."""
+        pieces: list[str] = []
+        with _Stage(self.emit, "generate", self.video):
+            for piece in self.session.stream(question, self.generation):
+                pieces.append(piece)
+                yield piece
+        stats = self.session.last_stats
+        record = self.base_record(question)
+        record.answer = "".join(pieces)
+        record.timings = Timings(
+            decode_s=self.timings.decode_s,
+            encode_s=self.timings.encode_s,
+            prefill_s=stats.prefill_s,
+            generate_s=stats.generate_s,
+        )
+        record.new_tokens = stats.new_tokens
+        record.tokens_per_s = stats.tokens_per_s
+        yield record
+
+    def answer(self, question: str) -> Record:
+        """The non-streaming call is the streaming one joined."""
+        *_, record = self.stream(question)
+        assert isinstance(record, Record)
+        return record
+
+
+def open_video(video: str | os.PathLike[str], settings: Settings, *, on_event: OnEvent | None = None,
+               loaded: Any = None, task: str = "ask") -> VideoJob:
+    """Load the model (unless `loaded` is given), decode and encode `video`: the start of a chat."""
+    _check_file(video)
+    loaded = loaded if loaded is not None else load(settings, on_event=on_event)
+    return VideoJob(loaded, video, settings, task=task, on_event=on_event)
+
+
+def ask(video: str | os.PathLike[str], questions: Sequence[str], settings: Settings, *,
+        on_event: OnEvent | None = None, loaded: Any = None) -> Iterator[str | Record]:
+    """Answer `questions` about one video: text pieces as they come, a `Record` after each answer."""
+    if not questions:
+        raise ConfigError("no question given: add one after the video, e.g. clapper ask clip.mp4 \"what happens?\"")
+    job = open_video(video, settings, on_event=on_event, loaded=loaded)
+    for question in questions:
+        yield from job.stream(question)
+
+
+def _check_file(video: str | os.PathLike[str]) -> None:
+    path = Path(video)
+    if not path.exists():
+        raise VideoNotFoundError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise VideoNotFoundError(f"{path} is a directory; give one video file (clapper caption walks directories)")
+
+
+# --- batches ------------------------------------------------------------------------------
+
+
+def find_videos(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Every video under `paths`, in a stable order: files as given, directories walked recursively.
+
+    Inside a directory, files are sorted by path and hidden files and folders are skipped; a file
+    named directly is taken whatever its extension. Each video appears once.
+    """
+    found: list[str] = []
+    seen: set[Path] = set()
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            raise VideoNotFoundError(f"{path}: no such file or directory; check the path")
+        candidates = [path] if path.is_file() else _walk(path)
+        for candidate in candidates:
+            resolved = candidate.resolve()
+            if resolved not in seen:
+                seen.add(resolved)
+                found.append(str(candidate))
+    return found
+
+
+def _walk(directory: Path) -> list[Path]:
+    out = []
+    for root, dirs, files in os.walk(directory, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        out += [Path(root, f) for f in sorted(files)
+                if not f.startswith(".") and Path(f).suffix.lower() in VIDEO_EXTENSIONS]
+    return sorted(out, key=lambda p: p.as_posix())
+
+
+@dataclass
+class BatchSummary:
+    total: int = 0  # videos found
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0  # already in the output file
+    output: str | None = None
+    seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (video, error)
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def describe(self) -> str:
+        text = f"{self.succeeded} captioned, {self.failed} failed, {self.skipped} skipped (already in the output)"
+        text += f" of {self.total} videos in {self.seconds:.1f} s"
+        if self.world_size > 1:
+            text += f" on rank {self.rank} of {self.world_size}"
+        return text + (f"; results in {self.output}" if self.output else "")
+
+
+def _recoverable() -> tuple[type[BaseException], ...]:
+    """Errors that fail one video, not the batch: ours, and running out of memory on a long video."""
+    kinds: list[type[BaseException]] = [ClapperError, MemoryError]
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "OutOfMemoryError"):
+        kinds.append(torch.OutOfMemoryError)
+    return tuple(kinds)
+
+
+def drop_failures(output: str | os.PathLike[str]) -> int:
+    """Remove failed records from a caption output so that a re-run tries those videos again."""
+    from clapper_core.distributed import read_jsonl
+
+    path = Path(output)
+    lines = read_jsonl(path, repair=True)
+    keep = [line for line, obj in lines if obj.get("error") is None]
+    if len(keep) != len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+        os.replace(tmp, path)
+    return len(lines) - len(keep)
+
+
+def caption_batch(
+    paths: Sequence[str | os.PathLike[str]],
+    settings: Settings,
+    *,
+    prompt: str | None = None,
+    output: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    retry_failed: bool = False,
+    on_event: OnEvent | None = None,
+    loaded: Any = None,
+) -> BatchSummary:
+    """Caption every video under `paths` with `prompt` (default: `settings.prompt`).
+
+    With `output`, each record is appended to that JSONL file as soon as its video is done, and
+    videos already in the file are skipped (`overwrite=True` starts the file afresh,
+    `retry_failed=True` drops failed records first so those videos are tried again). A video
+    that fails is recorded with its error and the batch goes on. Under torchrun (WORLD_SIZE > 1)
+    each process takes its share and rank 0 merges the parts into `output`.
+    """
+    from clapper_core.distributed import ShardedJsonl, dist_info, shard_indices
+
+    emit = on_event or _ignore
+    prompt = prompt if prompt is not None else settings.prompt
+    if not prompt.strip():
+        raise ConfigError("--prompt is empty: give the text to ask about each video")
+    info = dist_info()
+    if info.is_distributed and output is None:
+        raise ConfigError("under torchrun, caption needs --output FILE.jsonl to merge the processes' results")
+    videos = find_videos(paths)
+    if not videos:
+        raise DataError(f"no video files found in {', '.join(map(str, paths))} "
+                        f"(looked for {', '.join(sorted(VIDEO_EXTENSIONS))})")
+    start = time.perf_counter()
+    summary = BatchSummary(total=len(videos), output=str(output) if output else None,
+                           rank=info.rank, world_size=info.world_size)
+
+    sink: ShardedJsonl | None = None
+    if output is not None:
+        if Path(output).is_dir():
+            raise ConfigError(f"--output {output} is a directory; give a file such as {Path(output) / 'captions.jsonl'}")
+        if retry_failed and not overwrite:
+            if info.is_distributed:
+                raise ConfigError("--retry-failed rewrites the output: run it once without torchrun")
+            drop_failures(output)
+        sink = ShardedJsonl(output, keys=videos, record_key=lambda obj: obj["video"], info=info,
+                            resume=not overwrite)
+        todo = sink.pending
+        summary.skipped = sink.skipped
+    else:
+        todo = list(shard_indices(len(videos), info.rank, info.world_size))
+
+    emit(Event("batch", total=len(todo) + summary.skipped, skipped=summary.skipped))
+    try:
+        if todo and loaded is None:
+            device = None
+            if info.is_distributed:
+                from clapper_core.distributed import select_device
+
+                device = "cpu" if select_device(info, settings.device) == "cpu" else "cuda"
+            loaded = load(settings, on_event=emit, device=device)
+        for done, i in enumerate(todo, start=summary.skipped + 1):
+            video = videos[i]
+            record = _caption_one(loaded, video, prompt, settings, emit)
+            if sink is not None:
+                sink.append(record.to_json())
+            if record.ok:
+                summary.succeeded += 1
+            else:
+                summary.failed += 1
+                summary.failures.append((video, record.error or ""))
+            emit(Event("video_done", video=video, record=record, index=done,
+                       total=len(todo) + summary.skipped))
+        if sink is not None:
+            sink.finish()
+    finally:
+        if sink is not None:
+            sink.close()
+        summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _caption_one(loaded: Any, video: str, prompt: str, settings: Settings, emit: OnEvent) -> Record:
+    job = None
+    try:
+        job = VideoJob(loaded, video, settings, task="caption", on_event=emit)
+        return job.answer(prompt)
+    except _recoverable() as exc:
+        hardware = loaded.hardware
+        context: dict[str, Any] = {"task": "caption", "model": settings.model,
+                                   "device": str(hardware.device), "precision": _precision(hardware)}
+        if job is not None:  # decoded, failed later: keep what is known about the video
+            record = job.base_record(prompt)
+            record.error = " ".join(str(exc).split()) or type(exc).__name__
+            record.error_type = type(exc).__name__
+            record.timings = job.timings
+            return record
+        return Record.failure(video, prompt, exc, **context)

@@ -165,6 +165,19 @@ def shard(items: Sequence[T], info: DistInfo) -> list[T]:
     return [items[i] for i in shard_indices(len(items), info.rank, info.world_size)]
 
 
+def shard_grouped(groups: Sequence[str], rank: int, world_size: int) -> list[int]:
+    """Indices that belong to `rank` when items of one group must stay on one rank.
+
+    Groups (several questions about one video, say) are dealt out strided in order of
+    first appearance; the result is in work-list order.
+    """
+    assert 0 <= rank < world_size, (rank, world_size)
+    number: dict[str, int] = {}
+    for g in groups:
+        number.setdefault(g, len(number))
+    return [i for i, g in enumerate(groups) if number[g] % world_size == rank]
+
+
 # --- part files -----------------------------------------------------------------------
 
 
@@ -234,6 +247,8 @@ class ShardedJsonl:
 
     `keys` is the whole work list (one unique key per item, the same on every rank);
     `record_key` finds an item's key in one of its output lines (a parsed JSON object).
+    `groups`, when given, names a group per key (its video, say): a group stays on one rank,
+    so work shared within it (decoding and encoding the video) is done once.
     `pending` is this rank's share of the work list, minus the keys any earlier run already
     wrote; `append` adds one finished line; `finish` merges.
     """
@@ -246,6 +261,7 @@ class ShardedJsonl:
         record_key: Callable[[dict[str, Any]], str],
         info: DistInfo | None = None,
         resume: bool = True,
+        groups: Sequence[str] | None = None,
     ) -> None:
         self.output = Path(output)
         self.keys = list(keys)
@@ -262,7 +278,11 @@ class ShardedJsonl:
             self.output, self.info.rank, self.info.world_size)
         self._prepare()
         done = self._done_keys()
-        mine = shard_indices(len(self.keys), self.info.rank, self.info.world_size)
+        if groups is None:
+            mine: Sequence[int] = shard_indices(len(self.keys), self.info.rank, self.info.world_size)
+        else:
+            assert len(groups) == len(self.keys), "one group per key"
+            mine = shard_grouped(groups, self.info.rank, self.info.world_size)
         self.pending: list[int] = [i for i in mine if self.keys[i] not in done]
         self.skipped = len(mine) - len(self.pending)
         self._file = open(self.path, "a", encoding="utf-8")

@@ -231,3 +231,14 @@ def test_two_real_processes_merge_like_one(tmp_path):
     assert [p.returncode for p in procs] == [0, 0]
     assert outputs == [str(out), "None"]
     assert out.read_bytes() == single.read_bytes()
+
+
+def test_grouped_sharding_keeps_groups_together(tmp_path):
+    groups = [f"video{i // 3}" for i in range(len(KEYS))]  # three questions per video
+    got = {}
+    for rank in range(2):
+        w = ShardedJsonl(tmp_path / "g.jsonl", keys=KEYS, record_key=_key, groups=groups,
+                         info=DistInfo(rank=rank, world_size=2))
+        got[rank] = w.pending
+        w.close()
+    assert got[0] == [0, 1, 2, 6, 7, 8] and got[1] == [3, 4, 5, 9, 10]

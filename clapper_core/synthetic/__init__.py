@@ -1,0 +1,52 @@
+"""The synthetic temporal video world: short videos of shapes, with questions, answers and captions.
+
+    from clapper_core.synthetic import generate_dataset
+    generate_dataset("synth/", num_videos=500, seed=0)
+
+or `python -m clapper_core.synthetic synth/ -n 500 --seed 0` (also `clapper train synth`).
+See `world.py` for what happens in a video and `questions.py` for the question families.
+"""
+
+from __future__ import annotations
+
+from clapper_core.synthetic.questions import (
+    CAPTION_PROMPT,
+    FAMILIES,
+    ONE_FRAME_FAMILIES,
+    QA,
+    TIME_FAMILIES,
+    caption_for,
+    normalize_answer,
+    questions_for,
+)
+from clapper_core.synthetic.world import COLOURS, DIRECTIONS, SHAPES, Scene, WorldConfig, render_frames, sample_scene
+from clapper_core.synthetic.writer import (
+    DatasetSummary,
+    SyntheticVideo,
+    generate_dataset,
+    make_video,
+    write_video,
+)
+
+__all__ = [
+    "CAPTION_PROMPT",
+    "COLOURS",
+    "DIRECTIONS",
+    "FAMILIES",
+    "ONE_FRAME_FAMILIES",
+    "QA",
+    "SHAPES",
+    "TIME_FAMILIES",
+    "DatasetSummary",
+    "Scene",
+    "SyntheticVideo",
+    "WorldConfig",
+    "caption_for",
+    "generate_dataset",
+    "make_video",
+    "normalize_answer",
+    "questions_for",
+    "render_frames",
+    "sample_scene",
+    "write_video",
+]

@@ -1,0 +1,119 @@
+"""Questions, answers and captions about a scene.
+
+Question families come in two kinds. One-frame families (colour, shape, count) are answered by
+the first frame alone. Time-only families (direction, order, change, times) ask about what happens
+after the first frame, so the first frame of a segment (its keyframe) cannot answer them: the mover
+starts at the centre whatever its direction, and every event happens after the first second.
+Answers are short and closed (a word, a number or a phrase from a small set), so scoring is an
+exact match after `normalize_answer`.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from clapper_core.synthetic.world import Scene, SceneObject
+
+ONE_FRAME_FAMILIES: tuple[str, ...] = ("colour", "shape", "count")
+TIME_FAMILIES: tuple[str, ...] = ("direction", "order", "change", "times")
+FAMILIES: tuple[str, ...] = ONE_FRAME_FAMILIES + TIME_FAMILIES
+CAPTION_PROMPT = "Describe the video."
+
+
+@dataclass(frozen=True)
+class QA:
+    family: str  # one of FAMILIES, or "caption"
+    question: str
+    answer: str
+
+    @property
+    def time_only(self) -> bool:
+        return self.family in TIME_FAMILIES
+
+
+def normalize_answer(text: str) -> str:
+    """Lower case, punctuation and extra spaces removed: 'Left.' -> 'left'."""
+    return " ".join(re.sub(r"[^a-z0-9 ]+", " ", text.lower()).split())
+
+
+def questions_for(scene: Scene, rng: random.Random) -> list[QA]:
+    """One question of every family that the scene can answer, in FAMILIES order."""
+    out: list[QA] = []
+    start = scene.at_start()
+    constant = [o for o in start if o.colour_changes == 0]  # its colour is one word for the whole video
+    if constant:
+        ob = rng.choice(constant)
+        out.append(QA("colour", f"What colour is the {ob.shape}?", ob.start_colour))
+        ob = rng.choice(constant)
+        out.append(QA("shape", f"What shape is the {ob.start_colour} object?", ob.shape))
+    out.append(QA("count", "How many shapes are there at the start?", str(len(start))))
+    mover = scene.mover
+    out.append(QA("direction", f"Which way does the {mover.shape} move?", mover.direction or ""))
+    order = _order_question(scene, rng)
+    if order is not None:
+        out.append(order)
+    # "change" and "times" are asked about objects visible at the start that do not move, whose
+    # first frame looks the same whatever happens to them next.
+    candidates = [o for o in start if o.role in ("static", "changer", "disappear")]
+    single = [o for o in candidates if len(o.events()) <= 1]
+    if single:
+        ob = rng.choice(single)
+        out.append(QA("change", f"What happened to the {ob.shape}?", _change_answer(ob)))
+    counted = [o for o in candidates if o.role in ("static", "changer")]
+    if counted:
+        ob = rng.choice(counted)
+        out.append(QA("times", f"How many times does the {ob.shape} change colour?", str(ob.colour_changes)))
+    return out
+
+
+def _change_answer(ob: SceneObject) -> str:
+    events = ob.events()
+    if not events:
+        return "nothing changed"
+    block, what = events[0]
+    if what == "disappeared":
+        return "it disappeared"
+    return f"it turned {ob.colours[block]}"
+
+
+def _order_question(scene: Scene, rng: random.Random) -> QA | None:
+    """'Which happened first, A or B?' over two events at different times, worded differently."""
+    events: list[tuple[int, str]] = []
+    for ob in scene.objects:
+        for block, what in ob.events():
+            if what == "changed colour":
+                what = f"turned {ob.colours[block]}"
+            events.append((block, f"the {ob.shape} {what}"))
+    phrases = [p for _, p in events]
+    unique = [e for e in events if phrases.count(e[1]) == 1]  # "turned blue" twice would be ambiguous
+    pairs = [(a, b) for i, a in enumerate(unique) for b in unique[i + 1 :] if a[0] != b[0]]
+    if not pairs:
+        return None
+    a, b = rng.choice(pairs)
+    if rng.random() < 0.5:
+        a, b = b, a
+    first = a if a[0] < b[0] else b
+    return QA("order", f"Which happened first, {a[1]} or {b[1]}?", first[1])
+
+
+def caption_for(scene: Scene) -> str:
+    """A one-paragraph description of everything that happens, in order."""
+    parts: list[str] = []
+    for ob in scene.objects:
+        if ob.role == "mover":
+            parts.append(f"a {ob.start_colour} {ob.shape} moves {ob.direction} {ob.speed}")
+            continue
+        name = f"a {ob.start_colour} {ob.shape}"
+        if ob.role == "appear":
+            parts.append(f"a {ob.start_colour} {ob.shape} appears")
+        elif ob.role == "disappear":
+            parts.append(f"{name} disappears")
+        elif ob.role == "changer":
+            seq = [ob.colours[b] for b, _ in ob.events()]
+            parts.append(f"{name} turns " + ", then ".join(seq))
+        else:
+            parts.append(f"{name} stays still")
+    return " ".join(p[0].upper() + p[1:] + "." for p in parts)
+

@@ -1,0 +1,203 @@
+"""Scenes of the synthetic temporal world: what is in a video and what happens to it.
+
+A scene lasts `seconds` seconds, cut into one-second blocks. Every discrete event (an object
+appearing, disappearing or changing colour) happens on a block boundary, so a sampler that takes
+one frame per second, at any phase, sees each block exactly once. The one moving object moves
+continuously and starts at the centre of the canvas whatever its direction, and the other objects
+sit in the corners, clear of every path the mover could take: nothing in the first frame gives
+away how things will move or change.
+
+Rendering is pure numpy (`render_frames`); writing the video lives in `writer.py`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (230, 40, 40),
+    "green": (40, 200, 60),
+    "blue": (50, 90, 245),
+    "yellow": (240, 220, 40),
+    "white": (240, 240, 240),
+}
+SHAPES: tuple[str, ...] = ("square", "circle", "triangle")
+DIRECTIONS: dict[str, tuple[int, int]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+# Distance covered over the whole video, in canvas widths: 12 px and 24 px on a 64 px canvas.
+SPEEDS: dict[str, float] = {"slowly": 0.1875, "quickly": 0.375}
+ROLES: tuple[str, ...] = ("static", "changer", "appear", "disappear")
+ROLE_WEIGHTS: tuple[float, ...] = (0.2, 0.4, 0.2, 0.2)
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """How big and how long the synthetic videos are."""
+
+    size: int = 64  # frame width and height in pixels (even, for H.264 4:2:0)
+    fps: int = 8  # frames per second written to the video
+    seconds: int = 4  # blocks of one second; events happen on block boundaries
+    max_objects: int = 3  # objects per scene, mover included (at most len(SHAPES))
+
+    def __post_init__(self) -> None:
+        if self.size < 32 or self.size % 16:
+            raise ValueError(f"size={self.size} must be a multiple of 16 and at least 32; try 64")
+        if self.fps < 1:
+            raise ValueError(f"fps={self.fps} must be at least 1; try 8")
+        if self.seconds < 3:
+            raise ValueError(f"seconds={self.seconds} must be at least 3 so that events can happen in order; try 4")
+        if not 1 <= self.max_objects <= len(SHAPES):
+            raise ValueError(f"max_objects={self.max_objects} must be between 1 and {len(SHAPES)}; try 3")
+
+    @property
+    def object_size(self) -> int:
+        return self.size * 3 // 16  # 12 px on a 64 px canvas
+
+    @property
+    def num_frames(self) -> int:
+        return self.fps * self.seconds
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    """One shape and its life: where it is, which colour it has in each block, when it is visible."""
+
+    shape: str
+    colours: tuple[str, ...]  # colour in each one-second block
+    visible: tuple[bool, ...]  # visibility in each one-second block
+    x: float  # top-left corner at t = 0, pixels
+    y: float
+    role: str  # "mover" or one of ROLES
+    direction: str | None = None  # movers only
+    speed: str | None = None  # movers only
+
+    @property
+    def start_colour(self) -> str:
+        return self.colours[0]
+
+    @property
+    def colour_changes(self) -> int:
+        return sum(a != b for a, b in zip(self.colours, self.colours[1:]))
+
+    def events(self) -> list[tuple[int, str]]:
+        """(block, description) of each discrete event, in time order."""
+        out: list[tuple[int, str]] = []
+        for b in range(1, len(self.colours)):
+            if self.visible[b] and not self.visible[b - 1]:
+                out.append((b, "appeared"))
+            elif self.visible[b - 1] and not self.visible[b]:
+                out.append((b, "disappeared"))
+            elif self.colours[b] != self.colours[b - 1]:
+                out.append((b, "changed colour"))
+        return out
+
+    def position(self, t: float, size: int, seconds: int) -> tuple[float, float]:
+        """Top-left corner at time t (seconds)."""
+        if self.direction is None:
+            return self.x, self.y
+        dx, dy = DIRECTIONS[self.direction]
+        v = SPEEDS[self.speed or "slowly"] * size / seconds  # pixels per second
+        return self.x + dx * v * t, self.y + dy * v * t
+
+
+@dataclass(frozen=True)
+class Scene:
+    config: WorldConfig
+    objects: tuple[SceneObject, ...] = field(default_factory=tuple)
+
+    @property
+    def mover(self) -> SceneObject:
+        return next(o for o in self.objects if o.role == "mover")
+
+    def at_start(self) -> list[SceneObject]:
+        return [o for o in self.objects if o.visible[0]]
+
+    def by_shape(self, shape: str) -> SceneObject:
+        return next(o for o in self.objects if o.shape == shape)
+
+
+def sample_scene(rng: random.Random, config: WorldConfig = WorldConfig()) -> Scene:
+    """Draw one scene: a mover at the centre plus up to `max_objects - 1` others in the corners."""
+    n = config.seconds
+    # Busy scenes are favoured: they are the ones with events to put in order.
+    count = rng.choices(range(1, config.max_objects + 1), weights=range(1, config.max_objects + 1))[0]
+    shapes = rng.sample(SHAPES, count)
+    colours = rng.sample(list(COLOURS), len(shapes))  # distinct start colours: "the red object" is unique
+    o = config.object_size
+    centre = (config.size - o) / 2
+    jitter = config.size / 32
+    objects = [
+        SceneObject(
+            shape=shapes[0],
+            colours=(colours[0],) * n,
+            visible=(True,) * n,
+            x=centre + rng.uniform(-jitter, jitter),
+            y=centre + rng.uniform(-jitter, jitter),
+            role="mover",
+            direction=rng.choice(list(DIRECTIONS)),
+            speed=rng.choice(list(SPEEDS)),
+        )
+    ]
+    corners = rng.sample([(0, 0), (1, 0), (0, 1), (1, 1)], len(shapes) - 1)
+    # Room for a corner object's top-left corner once the mover's lanes (both axes, jitter
+    # included) are kept clear: 0..12 px on a 64 px canvas.
+    free = config.size / 2 - o / 2 - jitter - o
+    for shape, colour, (cx, cy) in zip(shapes[1:], colours[1:], corners):
+        x = rng.uniform(0, free) + cx * (config.size - o - free)
+        y = rng.uniform(0, free) + cy * (config.size - o - free)
+        role = rng.choices(ROLES, weights=ROLE_WEIGHTS)[0]
+        cols, vis = _life(rng, role, colour, n)
+        objects.append(SceneObject(shape=shape, colours=cols, visible=vis, x=x, y=y, role=role))
+    return Scene(config=config, objects=tuple(objects))
+
+
+def _life(rng: random.Random, role: str, colour: str, n: int) -> tuple[tuple[str, ...], tuple[bool, ...]]:
+    """Colour and visibility per block for a non-moving object of the given role."""
+    cols = [colour] * n
+    vis = [True] * n
+    if role == "changer":
+        changes = sorted(rng.sample(range(1, n), rng.randint(1, n - 1)))
+        for b in changes:
+            new = rng.choice([c for c in COLOURS if c != cols[b - 1]])
+            cols[b:] = [new] * (n - b)
+    elif role == "appear":
+        k = rng.randint(1, n - 1)
+        vis = [b >= k for b in range(n)]
+    elif role == "disappear":
+        k = rng.randint(1, n - 1)
+        vis = [b < k for b in range(n)]
+    return tuple(cols), tuple(vis)
+
+
+def render_frames(scene: Scene) -> np.ndarray:
+    """All frames of the scene, (T, H, W, 3) uint8 RGB on a black background."""
+    cfg = scene.config
+    frames = np.zeros((cfg.num_frames, cfg.size, cfg.size, 3), dtype=np.uint8)  # (T, H, W, 3)
+    yy, xx = np.mgrid[0 : cfg.size, 0 : cfg.size].astype(np.float32) + 0.5  # pixel centres, (H, W)
+    # The mover is drawn last so that it passes over nothing but background anyway.
+    order = sorted(scene.objects, key=lambda ob: ob.role == "mover")
+    for i in range(cfg.num_frames):
+        t = i / cfg.fps
+        block = min(int(t), cfg.seconds - 1)
+        for ob in order:
+            if not ob.visible[block]:
+                continue
+            x, y = ob.position(t, cfg.size, cfg.seconds)
+            mask = _shape_mask(ob.shape, xx - x, yy - y, cfg.object_size)
+            frames[i][mask] = COLOURS[ob.colours[block]]
+    return frames
+
+
+def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray, o: int) -> np.ndarray:
+    """Boolean (H, W) mask of a shape whose bounding box is [0, o) x [0, o) in (u, v) coordinates."""
+    inside = (u >= 0) & (u < o) & (v >= 0) & (v < o)
+    if shape == "square":
+        return inside
+    if shape == "circle":
+        r = o / 2
+        return (u - r) ** 2 + (v - r) ** 2 <= r * r
+    assert shape == "triangle", shape
+    # Apex at the top centre, base along the bottom edge.
+    return inside & (np.abs(u - o / 2) <= v / 2)

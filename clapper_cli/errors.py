@@ -1,7 +1,13 @@
 """Errors to exit codes, in one table.
 
-Every command runs inside `main()`, which turns a `ClapperError` into a one-line
-`Error: ...` on stderr and the exit code below. `CLAPPER_DEBUG=1` shows the traceback.
+Every command runs inside `clapper_cli.main.main()`, which turns an error into a one-line
+`Error: ...` on stderr and the exit code below; `CLAPPER_DEBUG=1` shows the traceback.
+
+    0    ok
+    1    failure: a video or model could not be used, a file could not be written,
+         or some videos of a caption batch failed
+    2    usage: a bad option, argument, setting or config file (typer's usage errors too)
+    130  interrupted with Ctrl-C, after what was finished has been written
 """
 
 from __future__ import annotations
@@ -19,12 +25,17 @@ EXIT_INTERRUPTED = 130
 
 # First match wins: order from specific to general.
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (KeyboardInterrupt, EXIT_INTERRUPTED),
     (E.ConfigError, EXIT_USAGE),
     (E.VideoError, EXIT_FAILURE),
     (E.ModelError, EXIT_FAILURE),
     (E.DataError, EXIT_FAILURE),
     (E.ClapperError, EXIT_FAILURE),
+    (OSError, EXIT_FAILURE),  # a file that cannot be written, a full disk
 )
+
+# What main() turns into one line; anything else is a bug and shows its traceback.
+REPORTED: tuple[type[BaseException], ...] = (E.ClapperError, OSError)
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -35,7 +46,14 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def debug_enabled() -> bool:
-    return os.environ.get("CLAPPER_DEBUG", "").strip() not in ("", "0", "false", "no")
+    return os.environ.get("CLAPPER_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def report(exc: BaseException) -> int:
@@ -43,6 +61,5 @@ def report(exc: BaseException) -> int:
     if debug_enabled():
         traceback.print_exception(exc, file=sys.stderr)
     else:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"Error: {message}", file=sys.stderr)
+        print(f"Error: {one_line(exc)}", file=sys.stderr, flush=True)
     return exit_code_for(exc)

@@ -68,9 +68,11 @@ class Display:
     def __call__(self, event: Event) -> None:
         if event.kind == "notice" and event.message:
             self.notice(event.message)
-        elif not self.live:
+        elif event.kind == "video_done" and event.record is not None and not event.record.ok:
+            self.notice(f"failed: {event.video}: {event.record.error}")
+        if not self.live or event.kind == "notice":
             return
-        elif self.batch:
+        if self.batch:
             self._batch_event(event)
         else:
             self._single_event(event)
@@ -99,8 +101,6 @@ class Display:
             self._progress.update(self._stage_task, description=f"[dim]{_escape(name)}: {label}…[/dim]")
         elif event.kind == "video_done":
             self._progress.update(self._overall, completed=event.index)
-            if event.record is not None and not event.record.ok:
-                self.notice(f"failed: {event.video}: {event.record.error}")
 
     def _console_obj(self) -> Any:
         if self._console is None:

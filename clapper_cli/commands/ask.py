@@ -1,9 +1,113 @@
-"""`clapper ask`: not written yet."""
+"""`clapper ask VIDEO QUESTION...`: answers streamed to stdout, token by token.
+
+The module imports only typer and the shared options; the model, PyAV and rich load inside
+the command body, so `clapper --help` stays fast.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from clapper_cli import options as opt
+
+EPILOG = """\
+[bold]Examples[/bold]
+
+  [cyan]clapper ask clip.mp4 "what happens?"[/cyan]
+  [cyan]clapper ask clip.mp4 "who enters first?" "what do they carry?"[/cyan]   [dim]# decoded and encoded once[/dim]
+  [cyan]clapper ask clip.mp4 "describe it" --fps 2 --max-frames 64 --model ./my-clapper[/cyan]
+  [cyan]clapper ask clip.mp4 "what happens?" --json | jq -r .answer[/cyan]
+  [cyan]clapper ask clip.mp4 --chat[/cyan]   [dim]# interactive follow-up questions on the same video[/dim]
+"""
+
+
+def ask(
+    video: Annotated[Path, typer.Argument(help="The video file.", show_default=False)],
+    questions: Annotated[
+        list[str] | None,
+        typer.Argument(help="One or more questions about the video.", show_default=False, metavar="QUESTION..."),
+    ] = None,
+    chat: Annotated[
+        bool, typer.Option("--chat", metavar="", help="After the questions, keep asking follow-ups interactively.")
+    ] = False,
+    model: opt.Model = None,
+    quant: opt.Quant = None,
+    device: opt.Device = None,
+    fps: opt.Fps = None,
+    max_frames: opt.MaxFrames = None,
+    segment_size: opt.SegmentSize = None,
+    max_new_tokens: opt.MaxNewTokens = None,
+    temperature: opt.Temperature = None,
+    seed: opt.Seed = None,
+    json_output: opt.Json = False,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Ask questions about a video; the answers stream to stdout."""
+    from clapper_core import runner
+    from clapper_core.errors import ConfigError
+    from clapper_core.records import Record
+    from clapper_core.settings import resolve
+
+    from clapper_cli.render import Display
+
+    questions = list(questions or [])
+    if not questions and not chat:
+        raise ConfigError('no question given: add one after the video, e.g. clapper ask clip.mp4 "what happens?"')
+    if chat and json_output:
+        raise ConfigError("--chat and --json do not mix: use --json with questions given on the command line")
+    settings = resolve(dict(
+        model=model, quant=opt.choice_value(quant), device=opt.choice_value(device), fps=fps,
+        max_frames=max_frames, segment_size=segment_size, max_new_tokens=max_new_tokens,
+        temperature=temperature, seed=seed,
+    ))
+    with Display(quiet=quiet, json_output=json_output) as display:
+        job = runner.open_video(video, settings, on_event=display)
+        for question in questions:
+            _answer(job, question, display, json_output=json_output, label=len(questions) > 1 and not json_output and sys.stdout.isatty())
+        if chat:
+            _chat(job, display)
+
+
+def _answer(job, question: str, display, *, json_output: bool, label: bool) -> None:
+    from clapper_core.records import Record
+
+    out = sys.stdout
+    if label:
+        out.write(f"\033[1mQ: {question}\033[0m\n")
+    for item in job.stream(question):
+        if isinstance(item, Record):
+            if json_output:
+                out.write(item.to_json() + "\n")
+            else:
+                out.write("\n")
+            out.flush()
+            display.timings(item)
+        elif not json_output:
+            out.write(item)
+            out.flush()
+
+
+def _chat(job, display) -> None:
+    """Read follow-up questions from the terminal until an empty line, `exit` or Ctrl-D."""
+    display.info("Ask about the video; an empty line, `exit` or Ctrl-D ends the chat.")
+    while True:
+        try:
+            question = input("> ").strip() if sys.stdin.isatty() else sys.stdin.readline()
+        except EOFError:
+            break
+        if not sys.stdin.isatty():
+            if question == "":  # end of piped input
+                break
+            question = question.strip()
+        if question in ("", "exit", "quit"):
+            break
+        _answer(job, question, display, json_output=False, label=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's command(s) to `app`."""
+    app.command("ask", epilog=EPILOG, no_args_is_help=True)(ask)

@@ -2,14 +2,15 @@
 
 Command modules import only typer and light helpers at module level; anything that pulls
 in torch or transformers is imported inside the command body, so `clapper --help` and
-shell completion stay fast.
+shell completion stay fast (tests/cli/test_startup.py checks it).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
+import typer.core
 
 from clapper_cli.commands import (
     ask,
@@ -23,9 +24,35 @@ from clapper_cli.commands import (
     train,
 )
 
+EPILOG = """\
+[bold]Examples[/bold]
+
+  [cyan]clapper ask clip.mp4 "what happens?"[/cyan]
+  [cyan]clapper caption --fps 1 videos/ --output captions.jsonl[/cyan]
+  [cyan]clapper caption videos/ --json | jq -r .answer[/cyan]
+  [cyan]clapper doctor[/cyan]   [dim]# what is installed, which GPU, where the model comes from[/dim]
+
+Run [cyan]clapper COMMAND --help[/cyan] for a command's options and examples.
+"""
+
+
+def _flags_without_type(display_type_rich):
+    """typer prints `<bool>` after every on/off flag (`--help <bool>`); a flag takes no value."""
+
+    def display(self, ctx):
+        if getattr(self, "is_flag", False) and not getattr(self, "count", False) and self.metavar is None:
+            return None
+        return display_type_rich(self, ctx)
+
+    return display
+
+
+typer.core.TyperOption.display_type_rich = _flags_without_type(typer.core.TyperOption.display_type_rich)
+
 app = typer.Typer(
     name="clapper",
     help="Video understanding on your own GPU: ask questions about videos, caption folders of them.",
+    epilog=EPILOG,
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
@@ -45,9 +72,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        Optional[bool],
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
-    ] = None,
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
 ) -> None:
     """Video understanding on your own GPU: ask questions about videos, caption folders of them."""
 

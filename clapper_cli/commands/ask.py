@@ -26,10 +26,10 @@ EPILOG = """\
 
 
 def ask(
-    video: Annotated[Path, typer.Argument(help="The video file.", show_default=False)],
+    video: Annotated[Path, typer.Argument(help="The video file.", show_default=False, metavar="VIDEO")],
     questions: Annotated[
         list[str] | None,
-        typer.Argument(help="One or more questions about the video.", show_default=False, metavar="QUESTION..."),
+        typer.Argument(help="One or more questions about the video.", show_default=False, metavar="QUESTION"),
     ] = None,
     chat: Annotated[
         bool, typer.Option("--chat", metavar="", help="After the questions, keep asking follow-ups interactively.")
@@ -67,7 +67,8 @@ def ask(
     with Display(quiet=quiet, json_output=json_output) as display:
         job = runner.open_video(video, settings, on_event=display)
         for question in questions:
-            _answer(job, question, display, json_output=json_output, label=len(questions) > 1 and not json_output and sys.stdout.isatty())
+            label = len(questions) > 1 and not json_output and sys.stdout.isatty()
+            _answer(job, question, display, json_output=json_output, label=label)
         if chat:
             _chat(job, display)
 

@@ -38,6 +38,10 @@ class NoVideoStreamError(VideoError):
     """The file opens but holds no video stream (audio only, say)."""
 
 
+class UnsupportedCodecError(VideoError):
+    """The video stream uses a codec this FFmpeg build cannot decode."""
+
+
 class EmptyVideoError(VideoError):
     """The video stream has no decodable frame."""
 

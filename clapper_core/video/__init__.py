@@ -1,0 +1,25 @@
+"""The video layer: sampling math (no PyAV) -> a thin PyAV decoder -> a typed `Clip`.
+
+No torch at import: `Clip.to_tensor` imports it when called, so `clapper probe` stays light.
+"""
+
+from __future__ import annotations
+
+from clapper_core.video.clip import FAST_TOKENS, KEYFRAME_TOKENS, Clip, SamplingPlan, Segment, VideoInfo
+from clapper_core.video.decode import IMAGE_SUFFIXES, load_clip, probe_video
+from clapper_core.video.sampling import SamplingConfig, make_segments, plan_sampling
+
+__all__ = [
+    "FAST_TOKENS",
+    "IMAGE_SUFFIXES",
+    "KEYFRAME_TOKENS",
+    "Clip",
+    "SamplingConfig",
+    "SamplingPlan",
+    "Segment",
+    "VideoInfo",
+    "load_clip",
+    "make_segments",
+    "plan_sampling",
+    "probe_video",
+]

@@ -7,6 +7,7 @@ shell completion stay fast (tests/cli/test_startup.py checks it).
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -78,6 +79,11 @@ def _root(
 ) -> None:
     """Video understanding on your own GPU: ask questions about videos, caption folders of them."""
 
+
+if os.environ.get("_CLAPPER_COMPLETE"):  # a completion request from a shell script
+    from typer.completion import completion_init
+
+    completion_init()
 
 for module in (probe, ask, caption, eval_cmd, train, convert, config, doctor, completions):
     module.register(app)

@@ -1,0 +1,1 @@
+complete --command clapper --no-files --arguments "(env _CLAPPER_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) clapper)" --condition "env _CLAPPER_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) clapper"

@@ -1,0 +1,176 @@
+"""Streaming generation over an encoded video.
+
+    session = VideoSession(loaded, clip)        # vision + TimePerceiver + projector, once
+    for piece in session.stream("what happens?", GenerationConfig()):
+        print(piece, end="")
+
+The prompt is [system, user header, video] + [question, assistant header]. The first part is the
+same for every question about a video, so its KV cache is computed once and cut back to it after
+each answer: a second question costs only its own tokens plus the answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from clapper_core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Sampling knobs. temperature 0 = greedy (the default); top_p applies when sampling."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens={self.max_new_tokens} must be at least 1")
+        if self.temperature < 0:
+            raise ConfigError(f"temperature={self.temperature} must be 0 (greedy) or positive")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p={self.top_p} must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    prompt_tokens: int  # tokens run through the LLM for this question (the prefix too when not cached)
+    prefill_s: float  # time to the first token's logits
+    generate_s: float  # time spent decoding the answer after that
+    new_tokens: int
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.generate_s if self.generate_s > 0 else 0.0
+
+
+def _sample(logits, gen: GenerationConfig, rng):
+    """Next token id from (V,) logits: argmax when greedy, else temperature + nucleus sampling."""
+    import torch
+
+    if gen.temperature == 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits.float() / gen.temperature, dim=-1)
+    if gen.top_p < 1:
+        sorted_p, idx = torch.sort(probs, descending=True)
+        keep = torch.cumsum(sorted_p, dim=-1) - sorted_p < gen.top_p  # always keeps the top token
+        probs = torch.zeros_like(probs).scatter_(0, idx[keep], sorted_p[keep])
+    return int(torch.multinomial(probs.cpu(), 1, generator=rng))
+
+
+class VideoSession:
+    """One video, encoded once, and any number of questions about it."""
+
+    def __init__(self, loaded, clip=None, *, frames=None, timestamps=None, segments=None):
+        import torch
+
+        self.loaded = loaded
+        self.model = loaded.model
+        self.processor = loaded.processor
+        self.device = self.model.get_input_embeddings().weight.device
+        video = self.processor.prepare_video(clip, frames=frames, timestamps=timestamps, segments=segments)
+        self.video = video
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            pixels = video.pixel_values.to(self.device)
+            self.video_features = self.model.get_video_features(pixels, video.segment_sizes)  # (N, D)
+        _sync(self.device)
+        self.encode_s = time.perf_counter() - t0
+        self.num_visual_tokens = int(self.video_features.shape[0])
+        assert self.num_visual_tokens == video.num_visual_tokens, "processor and model disagree on the token count"
+        self._cache = None
+        self._prefix_len = len(video.prefix_ids)
+        self.last_stats: GenerationStats | None = None
+        self.stop_ids = self._stop_ids()
+
+    def _stop_ids(self) -> set[int]:
+        tok = self.processor.tokenizer
+        ids = self.model.generation_config.eos_token_id
+        ids = set(ids if isinstance(ids, (list, tuple)) else [ids] if ids is not None else [])
+        for t in ("<|im_end|>", "<|endoftext|>", tok.eos_token):
+            i = tok.convert_tokens_to_ids(t) if t else None
+            if i is not None and i != tok.unk_token_id:
+                ids.add(int(i))
+        return ids
+
+    def _forward(self, ids: list[int], *, with_video: bool):
+        """Run `ids` through the LLM on top of the cache; returns the last position's logits (V,)."""
+        import torch
+        from transformers import DynamicCache
+
+        m = self.model.model
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+        embeds = m.get_input_embeddings()(input_ids)  # (1, L, D)
+        if with_video:
+            embeds = m.merge_video(input_ids, embeds, self.video_features)
+        if self._cache is None:
+            self._cache = DynamicCache(config=self.model.config.text_config)
+        out = m.language_model(inputs_embeds=embeds, past_key_values=self._cache, use_cache=True)
+        return self.model.lm_head(out.last_hidden_state[0, -1])  # (V,)
+
+    def _rewind_to_prefix(self) -> None:
+        extra = self._cache.get_seq_length() - self._prefix_len
+        if extra > 0:
+            self._cache.crop(-extra)
+
+    def stream(self, question: str, gen: GenerationConfig | None = None) -> Iterator[str]:
+        """Yield the answer to `question` in pieces as it is generated."""
+        import torch
+
+        gen = gen or GenerationConfig()
+        rng = torch.Generator().manual_seed(gen.seed) if gen.seed is not None else None
+        if gen.seed is not None:
+            torch.manual_seed(gen.seed)
+        tok = self.processor.tokenizer
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            prompt_tokens = 0
+            if self._cache is None:
+                self._forward(list(self.video.prefix_ids), with_video=True)
+                prompt_tokens += self._prefix_len
+            else:
+                self._rewind_to_prefix()
+            q_ids = self.processor.question_ids(question)
+            logits = self._forward(q_ids, with_video=False)
+            prompt_tokens += len(q_ids)
+            _sync(self.device)
+            t1 = time.perf_counter()
+            new, text = [], ""
+            try:
+                for step in range(gen.max_new_tokens):
+                    nxt = _sample(logits, gen, rng)
+                    if nxt in self.stop_ids:
+                        break
+                    new.append(nxt)
+                    full = tok.decode(new, skip_special_tokens=True)
+                    if not full.endswith("\ufffd") and len(full) > len(text):  # wait for whole characters
+                        yield full[len(text) :]
+                        text = full
+                    if step + 1 < gen.max_new_tokens:
+                        logits = self._forward([nxt], with_video=False)
+                full = tok.decode(new, skip_special_tokens=True)
+                if len(full) > len(text):
+                    yield full[len(text) :]
+            finally:
+                _sync(self.device)
+                self.last_stats = GenerationStats(
+                    prompt_tokens=prompt_tokens,
+                    prefill_s=t1 - t0,
+                    generate_s=time.perf_counter() - t1,
+                    new_tokens=len(new),
+                )
+
+    def ask(self, question: str, gen: GenerationConfig | None = None) -> str:
+        """The whole answer at once: the streamed pieces joined."""
+        return "".join(self.stream(question, gen))
+
+
+def _sync(device) -> None:
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        torch.cuda.synchronize()

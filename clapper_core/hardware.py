@@ -1,0 +1,84 @@
+"""Device, dtype, attention backend and quantization: chosen here, once, and reported.
+
+    device  auto -> cuda when a GPU is visible, else cpu
+    quant   auto -> bf16 on cuda, fp32 on cpu; 4bit = NF4 LLM (bitsandbytes), the rest in the compute dtype
+    attn    auto -> flash_attention_2 when flash-attn is installed and the device is cuda, else sdpa
+
+`choose_hardware` takes the facts it depends on (`cuda_available`, `flash_attn_available`,
+`bitsandbytes_available`) as optional arguments so tests can play any machine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+from clapper_core.errors import ConfigError, DeviceError, QuantizationError
+
+DEVICES = ("auto", "cuda", "cpu")
+QUANTS = ("auto", "bf16", "4bit", "fp32")
+ATTNS = ("auto", "sdpa", "flash_attention_2", "eager")
+
+
+@dataclass(frozen=True)
+class HardwareChoice:
+    device: str  # "cuda" or "cpu"
+    dtype: str  # compute dtype of everything not quantized: "bfloat16" or "float32"
+    attn_implementation: str  # "flash_attention_2", "sdpa" or "eager"
+    quant: str  # "bf16", "fp32" or "4bit"
+
+    @property
+    def torch_dtype(self):
+        import torch
+
+        return getattr(torch, self.dtype)
+
+    def describe(self) -> str:
+        """One line for logs: "cuda, bfloat16, 4-bit NF4 LLM, flash_attention_2"."""
+        precision = f"{self.dtype}, 4-bit NF4 LLM" if self.quant == "4bit" else self.dtype
+        return f"{self.device}, {precision}, {self.attn_implementation} attention"
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def choose_hardware(
+    device: str = "auto",
+    quant: str = "auto",
+    attn: str = "auto",
+    *,
+    cuda_available: bool | None = None,
+    flash_attn_available: bool | None = None,
+    bitsandbytes_available: bool | None = None,
+) -> HardwareChoice:
+    """Resolve the user's choices against this machine; typed errors for what cannot be done."""
+    for name, value, allowed in (("device", device, DEVICES), ("quant", quant, QUANTS), ("attn", attn, ATTNS)):
+        if value not in allowed:
+            raise ConfigError(f"{name} {value!r} is not one of {', '.join(allowed)}")
+    cuda = _cuda_available() if cuda_available is None else cuda_available
+    if device == "cuda" and not cuda:
+        raise DeviceError("device 'cuda' was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    dev = device if device != "auto" else ("cuda" if cuda else "cpu")
+
+    if quant == "auto":
+        quant = "bf16" if dev == "cuda" else "fp32"
+    if quant == "4bit":
+        has_bnb = _installed("bitsandbytes") if bitsandbytes_available is None else bitsandbytes_available
+        if not has_bnb:
+            raise QuantizationError("4-bit loading needs bitsandbytes: pip install bitsandbytes, or use --quant bf16")
+    # 4-bit keeps the vision tower, TimePerceiver and projector in bf16 on a GPU (fp32 on a CPU).
+    dtype = "float32" if quant == "fp32" or (quant == "4bit" and dev == "cpu") else "bfloat16"
+
+    flash = _installed("flash_attn") if flash_attn_available is None else flash_attn_available
+    if attn == "flash_attention_2" and not (flash and dev == "cuda"):
+        raise ConfigError("flash_attention_2 needs the flash-attn package and a CUDA GPU; use --attn sdpa")
+    if attn == "auto":
+        attn = "flash_attention_2" if flash and dev == "cuda" else "sdpa"
+    return HardwareChoice(device=dev, dtype=dtype, attn_implementation=attn, quant=quant)

@@ -1,0 +1,154 @@
+"""ClapperConfig: SigLIP vision tower + keyframe pooling + TimePerceiver + projector + Qwen2.
+
+The token budget of a video follows from this config alone: every caller (processor, model
+check, probe, eval budget) counts tokens through `visual_token_count`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Literal
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig
+from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
+
+FAST_PATHS = ("perceiver", "avgpool", "none")
+
+# SigLIP-so400m-384 as LLaVA-OneVision uses it (its last layer dropped, no pooling head).
+_SIGLIP_SO400M = {
+    "hidden_size": 1152,
+    "intermediate_size": 4304,
+    "patch_size": 14,
+    "image_size": 384,
+    "num_hidden_layers": 26,
+    "num_attention_heads": 16,
+    "vision_use_head": False,
+}
+
+
+@strict
+class ClapperConfig(PreTrainedConfig):
+    r"""
+    Configuration of a Clapper video model.
+
+    A video is cut into segments of `segment_size` frames. Each segment costs
+    `keyframe_tokens` (the first frame's patch grid pooled by `keyframe_pool_stride`) plus, when
+    it has at least 2 frames and `fast_path != "none"`, `perceiver_grid ** 2` temporal tokens.
+
+    Args:
+        vision_config: SigLIP vision config (`siglip_vision_model`).
+        text_config: Qwen2 config.
+        video_token_id: id of the video placeholder token in the prompt.
+        segment_size: frames per segment; the first is the keyframe.
+        keyframe_pool_stride: the keyframe's patch grid is pooled bilinearly to ceil(grid / stride).
+        fast_path: "perceiver" (learned TimePerceiver), "avgpool" (spatio-temporal average pooling to
+            the perceiver grid, no learned parameters) or "none" (keyframes only).
+        perceiver_grid: the TimePerceiver's latent grid side (7 -> 49 tokens per segment).
+        perceiver_depth: number of perceiver layers (cross-attention + self-attention + MLP).
+        perceiver_heads: attention heads of the perceiver (must divide the vision width).
+        perceiver_mlp_ratio: MLP width of the perceiver, as a multiple of the vision width.
+        segment_timestamps: prefix each segment's tokens with its start time as text ("[12.0s]").
+        vision_feature_layer: which SigLIP hidden state feeds both paths (-1: the last layer).
+        projector_hidden_act: activation of the 2-layer MLP projector.
+        multimodal_projector_bias: whether the projector's linear layers have biases.
+    """
+
+    model_type = "clapper"
+    sub_configs_defaults = {
+        "vision_config": SubConfigSpec(
+            config_class=AutoConfig, model_type="siglip_vision_model", init_kwargs=_SIGLIP_SO400M
+        ),
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2"),
+    }
+
+    vision_config: dict | PreTrainedConfig | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    video_token_id: int = 151647
+    segment_size: int = 4
+    keyframe_pool_stride: int = 2
+    fast_path: Literal["perceiver", "avgpool", "none"] = "perceiver"
+    perceiver_grid: int = 7
+    perceiver_depth: int = 2
+    perceiver_heads: int = 16
+    perceiver_mlp_ratio: int = 2
+    segment_timestamps: bool = True
+    vision_feature_layer: int = -1
+    projector_hidden_act: str = "gelu"
+    multimodal_projector_bias: bool = True
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        # Qwen2 checkpoints keep tie_word_embeddings in the text config (0.5B ties them).
+        if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
+            self.tie_word_embeddings = True
+
+    def validate_architecture(self):
+        """Part of `@strict` validation: the values every component relies on."""
+        if self.fast_path not in FAST_PATHS:
+            raise ValueError(f"fast_path={self.fast_path!r} is not one of {FAST_PATHS}")
+        for name in ("segment_size", "keyframe_pool_stride", "perceiver_grid", "perceiver_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        width = self.vision_config.hidden_size
+        if width % self.perceiver_heads:
+            raise ValueError(
+                f"perceiver_heads={self.perceiver_heads} must divide the vision width {width}"
+            )
+
+    # --- token geometry (derived, never stored) --------------------------------------
+
+    @property
+    def patch_grid(self) -> int:
+        """Side of SigLIP's patch grid (384 / 14 -> 27)."""
+        return self.vision_config.image_size // self.vision_config.patch_size
+
+    @property
+    def keyframe_grid(self) -> int:
+        """Side of the pooled keyframe grid (27 -> 14, 28 -> 14), as LLaVA-OneVision pools."""
+        return math.ceil(self.patch_grid / self.keyframe_pool_stride)
+
+    @property
+    def keyframe_tokens(self) -> int:
+        return self.keyframe_grid**2
+
+    @property
+    def fast_tokens(self) -> int:
+        """Temporal tokens of a segment with at least 2 frames (0 when the fast path is off)."""
+        return 0 if self.fast_path == "none" else self.perceiver_grid**2
+
+
+def segment_token_count(config: ClapperConfig, num_frames: int) -> int:
+    """Visual tokens of one segment of `num_frames` frames (keyframe + fast path when >= 2 frames)."""
+    assert 1 <= num_frames <= config.segment_size, f"segment of {num_frames} frames"
+    return config.keyframe_tokens + (config.fast_tokens if num_frames >= 2 else 0)
+
+
+def visual_token_count(config: ClapperConfig, frames_per_segment: Iterable[int] | int) -> int:
+    """Visual tokens of a video, given its segments' frame counts or its total number of frames.
+
+    An int means that many frames cut into consecutive segments of `config.segment_size`.
+    """
+    if isinstance(frames_per_segment, int):
+        frames_per_segment = split_segments(frames_per_segment, config.segment_size)
+    return sum(segment_token_count(config, n) for n in frames_per_segment)
+
+
+def split_segments(num_frames: int, segment_size: int) -> list[int]:
+    """Frame counts of consecutive segments: 10 frames by 4 -> [4, 4, 2]."""
+    assert num_frames >= 0 and segment_size >= 1
+    full, rest = divmod(num_frames, segment_size)
+    return [segment_size] * full + ([rest] if rest else [])
+
+
+def _register() -> None:
+    """Make `AutoConfig` resolve model_type "clapper" (the model classes register in modeling_clapper)."""
+    try:
+        AutoConfig.register("clapper", ClapperConfig)
+    except ValueError:  # already registered
+        pass
+
+
+_register()

@@ -1,0 +1,120 @@
+"""The TimePerceiver: a segment's frames (2 to `segment_size`) compressed into a small grid of tokens.
+
+    pooled = spatio-temporal average of the segment's patch grids, to grid x grid   # (S, G*G, D)
+    h      = pooled + latents + spatial position                                    # the queries
+    h      = perceiver layers over h, attending to every patch of every real frame
+             (+ temporal and spatial position), frames past a segment's length masked out
+    out    = pooled + gate * proj(norm(h))                                          # gate = 0 at init
+
+With the gate at zero an untrained TimePerceiver *is* average pooling, so a model assembled
+from pretrained SigLIP + projector + LLM already answers sensibly; training only improves it.
+The output stays in the vision width so the one projector serves keyframes and segments.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clapper_core.model.configuration_clapper import ClapperConfig
+
+
+def spatiotemporal_avg_pool(patches: torch.Tensor, frame_mask: torch.Tensor, grid: int) -> torch.Tensor:
+    """Average the real frames of each segment, each frame's patch grid pooled to grid x grid.
+
+    patches: (S, F, P, D) with P = g*g; frame_mask: (S, F) bool, True for real frames.
+    Returns (S, grid*grid, D).
+    """
+    S, Fr, P, D = patches.shape
+    g = int(P**0.5)
+    assert g * g == P, f"{P} patches do not form a square grid"
+    x = patches.reshape(S * Fr, g, g, D).permute(0, 3, 1, 2)  # (S*F, D, g, g)
+    x = F.adaptive_avg_pool2d(x, grid)  # (S*F, D, grid, grid)
+    x = x.reshape(S, Fr, D, grid * grid).transpose(2, 3)  # (S, F, grid*grid, D)
+    w = frame_mask.to(x.dtype)[:, :, None, None]  # (S, F, 1, 1)
+    return (x * w).sum(1) / w.sum(1).clamp(min=1)  # (S, grid*grid, D)
+
+
+class _Attention(nn.Module):
+    """Multi-head attention (SDPA) of queries over keys/values, with an optional key mask."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.o_proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, N, D = x.shape
+        M = ctx.shape[1]
+        H = self.heads
+        q = self.q_proj(x).view(B, N, H, D // H).transpose(1, 2)  # (B, H, N, Dh)
+        k = self.k_proj(ctx).view(B, M, H, D // H).transpose(1, 2)  # (B, H, M, Dh)
+        v = self.v_proj(ctx).view(B, M, H, D // H).transpose(1, 2)  # (B, H, M, Dh)
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, M)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, N, Dh)
+        return self.o_proj(y.transpose(1, 2).reshape(B, N, D))
+
+
+class TimePerceiverLayer(nn.Module):
+    """Cross-attention to the segment's patches, then self-attention among latents, then an MLP."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: int, eps: float):
+        super().__init__()
+        self.cross_norm = nn.LayerNorm(dim, eps=eps)
+        self.ctx_norm = nn.LayerNorm(dim, eps=eps)
+        self.cross_attn = _Attention(dim, heads)
+        self.self_norm = nn.LayerNorm(dim, eps=eps)
+        self.self_attn = _Attention(dim, heads)
+        self.mlp_norm = nn.LayerNorm(dim, eps=eps)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim * mlp_ratio), nn.GELU(), nn.Linear(dim * mlp_ratio, dim))
+
+    def forward(self, h: torch.Tensor, ctx: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        h = h + self.cross_attn(self.cross_norm(h), self.ctx_norm(ctx), key_mask)
+        s = self.self_norm(h)
+        h = h + self.self_attn(s, s)
+        return h + self.mlp(self.mlp_norm(h))
+
+
+class TimePerceiver(nn.Module):
+    """Compress each segment's frames, (S, F, P, D) patch tokens, to (S, grid*grid, D)."""
+
+    def __init__(self, config: ClapperConfig):
+        super().__init__()
+        D = config.vision_config.hidden_size
+        eps = config.vision_config.layer_norm_eps
+        self.grid = config.perceiver_grid
+        self.max_frames = config.segment_size
+        self.latents = nn.Parameter(torch.zeros(self.grid**2, D))
+        self.temporal_pos = nn.Parameter(torch.zeros(self.max_frames, D))
+        self.spatial_pos = nn.Parameter(torch.zeros(config.patch_grid**2, D))
+        self.latent_pos = nn.Parameter(torch.zeros(self.grid**2, D))
+        self.layers = nn.ModuleList(
+            TimePerceiverLayer(D, config.perceiver_heads, config.perceiver_mlp_ratio, eps)
+            for _ in range(config.perceiver_depth)
+        )
+        self.out_norm = nn.LayerNorm(D, eps=eps)
+        self.out_proj = nn.Linear(D, D)
+        # The gated update: zero at init (and kept zero by `_init_weights`), so output = pooling.
+        self.gate = nn.Parameter(torch.zeros(D))
+
+    def forward(self, patches: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        S, Fr, P, D = patches.shape
+        assert Fr <= self.max_frames, f"segment of {Fr} frames, at most {self.max_frames}"
+        pooled = spatiotemporal_avg_pool(patches, frame_mask, self.grid)  # (S, G, D)
+        if not self.training and self.is_untrained():  # the update would be multiplied by zero
+            return pooled
+        ctx = patches + self.temporal_pos[:Fr, None, :] + self.spatial_pos[None, :, :]  # (S, F, P, D)
+        ctx = ctx.reshape(S, Fr * P, D)  # (S, F*P, D)
+        key_mask = frame_mask[:, :, None].expand(S, Fr, P).reshape(S, Fr * P)  # (S, F*P)
+        h = pooled + self.latents + self.latent_pos  # (S, G, D)
+        for layer in self.layers:
+            h = layer(h, ctx, key_mask)
+        return pooled + self.gate * self.out_proj(self.out_norm(h))
+
+    def is_untrained(self) -> bool:
+        """True while the gate is all zero, i.e. the perceiver still equals average pooling."""
+        return not bool(torch.any(self.gate.detach().float() != 0))

@@ -69,7 +69,8 @@ class Display:
         if event.kind == "notice" and event.message:
             self.notice(event.message)
         elif event.kind == "video_done" and event.record is not None and not event.record.ok:
-            self.notice(f"failed: {event.video}: {event.record.error}")
+            error = event.record.error or ""
+            self.notice(f"failed: {error}" if event.video and event.video in error else f"failed: {event.video}: {error}")
         if not self.live or event.kind == "notice":
             return
         if self.batch:

@@ -99,16 +99,30 @@ def load(settings: Settings, *, on_event: OnEvent | None = None, device: str | N
     emit = on_event or _ignore
     if settings.uses_demo_model:
         emit(Event("notice", message=DEMO_NOTICE))
-    from clapper_core.model import LoadConfig, load_model
+    from clapper_core.model import LoadConfig
 
     config = settings.load_config() if device is None else LoadConfig(
         model=settings.model, quant=settings.quant, device=device, attn=settings.attn
     )
     with _Stage(emit, "load"):
-        loaded = load_model(config)
+        loaded = _load_model(config)
     for notice in getattr(loaded, "notices", ()):
         emit(Event("notice", message=notice))
     return loaded
+
+
+# The two calls into the model layer, named so that tests can put a stand-in model behind
+# the whole job (real decoding, canned generation) without loading weights.
+def _load_model(config: Any) -> Any:
+    from clapper_core.model import load_model
+
+    return load_model(config)
+
+
+def _open_session(loaded: Any, clip: Any) -> Any:
+    from clapper_core.generation import VideoSession
+
+    return VideoSession(loaded, clip)
 
 
 def _precision(hardware: Any) -> str:
@@ -126,7 +140,6 @@ class VideoJob:
 
     def __init__(self, loaded: Any, video: str | os.PathLike[str], settings: Settings, *,
                  task: str = "ask", on_event: OnEvent | None = None) -> None:
-        from clapper_core.generation import VideoSession
         from clapper_core.video import load_clip
 
         self.video, self.settings, self.task = str(video), settings, task
@@ -137,9 +150,10 @@ class VideoJob:
             self.clip = load_clip(video, settings.sampling_config())
         self.timings.decode_s = stage.seconds
         for warning in getattr(self.clip, "warnings", ()):
-            self.emit(Event("notice", video=self.video, message=f"{self.video}: {warning}"))
+            message = warning if self.video in warning else f"{self.video}: {warning}"
+            self.emit(Event("notice", video=self.video, message=message))
         with _Stage(self.emit, "encode", self.video) as stage:
-            self.session = VideoSession(loaded, self.clip)
+            self.session = _open_session(loaded, self.clip)
         self.timings.encode_s = getattr(self.session, "encode_s", None) or stage.seconds
         self.generation = settings.generation_config()
 

@@ -19,7 +19,7 @@ from clapper_core.synthetic.world import Scene, SceneObject
 ONE_FRAME_FAMILIES: tuple[str, ...] = ("colour", "shape", "count")
 TIME_FAMILIES: tuple[str, ...] = ("direction", "order", "change", "times")
 FAMILIES: tuple[str, ...] = ONE_FRAME_FAMILIES + TIME_FAMILIES
-CAPTION_PROMPT = "Describe the video."
+CAPTION_PROMPT = "Describe this video in detail."  # `clapper caption`'s default prompt
 
 
 @dataclass(frozen=True)

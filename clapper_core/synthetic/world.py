@@ -2,9 +2,9 @@
 
 A scene lasts `seconds` seconds, cut into one-second blocks. Every discrete event (an object
 appearing, disappearing or changing colour) happens on a block boundary, so a sampler that takes
-one frame per second, at any phase, sees each block exactly once. The one moving object moves
-continuously and starts at the centre of the canvas whatever its direction, and the other objects
-sit in the corners, clear of every path the mover could take: nothing in the first frame gives
+one frame per second, at any phase, sees each block exactly once. The one moving object stays
+still at the centre of the canvas for the first second, whatever its direction, then moves
+steadily; the other objects sit in the corners, clear of every path the mover could take: nothing in the first frame gives
 away how things will move or change.
 
 Rendering is pure numpy (`render_frames`); writing the video lives in `writer.py`.
@@ -97,9 +97,12 @@ class SceneObject:
         """Top-left corner at time t (seconds)."""
         if self.direction is None:
             return self.x, self.y
+        # Still during the first second, so every frame of the first block (the keyframe,
+        # whatever the sampling phase) shows the mover where it started.
+        moving = max(0.0, t - 1.0)
         dx, dy = DIRECTIONS[self.direction]
-        v = SPEEDS[self.speed or "slowly"] * size / seconds  # pixels per second
-        return self.x + dx * v * t, self.y + dy * v * t
+        v = SPEEDS[self.speed or "slowly"] * size / (seconds - 1)  # pixels per second
+        return self.x + dx * v * moving, self.y + dy * v * moving
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,9 @@ class ClapperProcessor:
             raise ConfigError("the video has no frames; check the file and the sampling options")
         sizes = self.segment_sizes(len(frames), segments)
         starts = None
-        if timestamps is not None:
+        if segments is not None and all(hasattr(s, "start_time") for s in segments):
+            starts = tuple(float(s.start_time) for s in segments)
+        elif timestamps is not None:
             firsts = np.cumsum((0,) + sizes[:-1])
             starts = tuple(float(timestamps[i]) for i in firsts)
         return VideoInputs(

@@ -1,0 +1,69 @@
+"""VideoSession: streaming, greedy determinism, sampling with a seed, the reused prefix cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from clapper_core.errors import ConfigError
+from clapper_core.generation import GenerationConfig, VideoSession
+
+GREEDY = GenerationConfig(max_new_tokens=10)
+
+
+@pytest.fixture
+def session(tiny_loaded, tiny_frames):
+    frames, ts = tiny_frames
+    return VideoSession(tiny_loaded, frames=frames, timestamps=ts)
+
+
+def test_session_encodes_once_and_counts_tokens(session):
+    assert session.num_visual_tokens == 75 and session.encode_s > 0
+
+
+def test_greedy_is_deterministic_and_streaming_equals_ask(session):
+    pieces = list(session.stream("what happens?", GREEDY))
+    assert len(pieces) >= 1
+    assert "".join(pieces) == session.ask("what happens?", GREEDY) == session.ask("what happens?", GREEDY)
+    stats = session.last_stats
+    assert stats.new_tokens == 10 and stats.prefill_s > 0 and stats.tokens_per_s > 0
+
+
+def test_matches_transformers_generate(session, tiny_loaded, tiny_frames):
+    frames, ts = tiny_frames
+    inputs = tiny_loaded.processor(frames=frames, timestamps=ts, question="what happens?")
+    with torch.no_grad():
+        out = tiny_loaded.model.generate(**inputs, max_new_tokens=10, do_sample=False)
+    new = out[0, inputs["input_ids"].shape[1] :].tolist()
+    expected = tiny_loaded.processor.tokenizer.decode(new, skip_special_tokens=True)
+    assert session.ask("what happens?", GREEDY) == expected
+
+
+def test_second_question_reuses_the_prefix_cache(session, tiny_loaded, tiny_frames):
+    session.ask("first question", GREEDY)
+    first_prompt = session.last_stats.prompt_tokens
+    second = session.ask("which color?", GREEDY)
+    assert session.last_stats.prompt_tokens < first_prompt - session.num_visual_tokens
+    frames, ts = tiny_frames
+    fresh = VideoSession(tiny_loaded, frames=frames, timestamps=ts)
+    assert fresh.ask("which color?", GREEDY) == second  # the rewound cache gives the same answer
+
+
+def test_sampling_with_a_seed_is_reproducible(session):
+    gen = GenerationConfig(max_new_tokens=12, temperature=1.5, top_p=0.9, seed=7)
+    a, b = session.ask("q", gen), session.ask("q", gen)
+    assert a == b
+    others = {session.ask("q", GenerationConfig(max_new_tokens=12, temperature=1.5, seed=s)) for s in range(4)}
+    assert len(others) > 1
+
+
+def test_stops_at_end_of_turn(session, monkeypatch):
+    im_end = session.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    monkeypatch.setattr("clapper_core.generation._sample", lambda logits, gen, rng: im_end)
+    assert session.ask("q", GREEDY) == "" and session.last_stats.new_tokens == 0
+
+
+@pytest.mark.parametrize("kwargs", [{"max_new_tokens": 0}, {"temperature": -1}, {"top_p": 0}, {"top_p": 1.5}])
+def test_generation_config_validates(kwargs):
+    with pytest.raises(ConfigError):
+        GenerationConfig(**kwargs)

@@ -1,0 +1,86 @@
+"""The TimePerceiver starts as spatio-temporal average pooling, and training can move it away."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clapper_core.model.configuration_clapper import ClapperConfig
+from clapper_core.model.time_perceiver import TimePerceiver, spatiotemporal_avg_pool
+
+
+def _config(grid=7, patch_grid=28):
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                  image_size=patch_grid * 2, patch_size=2)  # fmt: skip
+    return ClapperConfig(vision_config=vision, perceiver_grid=grid, perceiver_heads=2, perceiver_depth=2)
+
+
+def _reference_pool(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """(F, g*g, D) real frames -> (grid*grid, D) with torch's 3-D adaptive average pooling."""
+    Fr, P, D = x.shape
+    g = int(P**0.5)
+    v = x.reshape(Fr, g, g, D).permute(3, 0, 1, 2)[None]  # (1, D, F, g, g)
+    return F.adaptive_avg_pool3d(v, (1, grid, grid))[0, :, 0].reshape(D, grid * grid).T
+
+
+@pytest.mark.parametrize("n_frames", [2, 3, 4])
+def test_untrained_equals_7x7_spatiotemporal_average_pooling(n_frames):
+    cfg = _config()
+    tp = TimePerceiver(cfg).eval()
+    x = torch.randn(2, 4, 28 * 28, 16)
+    mask = torch.zeros(2, 4, dtype=torch.bool)
+    mask[:, :n_frames] = True
+    x[:, n_frames:] = 1e3  # padding must not leak into the result
+    out = tp(x, mask)
+    assert out.shape == (2, 49, 16)
+    for s in range(2):
+        torch.testing.assert_close(out[s], _reference_pool(x[s, :n_frames], 7), rtol=1e-5, atol=1e-5)
+
+
+def test_untrained_equals_pooling_in_train_mode_too():
+    """Training runs the full perceiver; with the gate at zero the output is still the pooling."""
+    tp = TimePerceiver(_config(grid=3, patch_grid=9)).train()
+    with torch.no_grad():
+        for p in tp.layers.parameters():
+            p.normal_()
+    x, mask = torch.randn(3, 4, 81, 16), torch.ones(3, 4, dtype=torch.bool)
+    torch.testing.assert_close(tp(x, mask), spatiotemporal_avg_pool(x, mask, 3))
+
+
+def test_gate_gets_gradients_and_opening_it_changes_the_output():
+    tp = TimePerceiver(_config(grid=3, patch_grid=9)).train()
+    x, mask = torch.randn(2, 4, 81, 16), torch.ones(2, 4, dtype=torch.bool)
+    tp(x, mask).square().sum().backward()
+    assert tp.gate.grad is not None and tp.gate.grad.abs().sum() > 0
+    with torch.no_grad():
+        tp.gate.fill_(0.5)
+    tp.eval()
+    assert not tp.is_untrained()
+    assert not torch.allclose(tp(x, mask), spatiotemporal_avg_pool(x, mask, 3))
+
+
+def test_masked_frames_do_not_change_a_trained_perceiver():
+    tp = TimePerceiver(_config(grid=3, patch_grid=9)).eval()
+    with torch.no_grad():
+        tp.gate.fill_(1.0)
+    x = torch.randn(1, 4, 81, 16)
+    mask = torch.tensor([[True, True, False, False]])
+    y = x.clone()
+    y[:, 2:] = torch.randn_like(y[:, 2:])
+    torch.testing.assert_close(tp(x, mask), tp(y, mask))
+
+
+def test_init_weights_keeps_the_gate_at_zero():
+    from clapper_core.model.modeling_clapper import ClapperForConditionalGeneration
+
+    cfg = _config(grid=3, patch_grid=9)
+    cfg.text_config.update(dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                num_key_value_heads=1, vocab_size=64))  # fmt: skip
+    model = ClapperForConditionalGeneration(cfg)
+    tp = model.model.time_perceiver
+    with torch.no_grad():
+        tp.gate.fill_(1.0)
+    model._init_weights(tp)
+    assert tp.is_untrained()
+    assert tp.latents.std() > 0  # the rest is initialised, not zeroed

@@ -1,0 +1,354 @@
+"""`clapper eval`: answer a multiple-choice benchmark under a visual-token budget.
+
+    from clapper_core.eval import EvalOptions, evaluate, load_benchmark
+    from clapper_core.settings import resolve
+
+    bench = load_benchmark("videomme/test-00000-of-00001.parquet", video_root="Video-MME/data")
+    report = evaluate(bench, resolve({"model": "clapper-demo"}), EvalOptions(max_visual_tokens=6000),
+                      output_dir="eval/videomme")
+    print(report.accuracy, report.by_task)
+
+Every question becomes one `Record` (task "eval") appended to `<output_dir>/results.jsonl`
+as soon as it is answered; `extra` holds the question id, task type, options, reference and
+predicted letters and whether it was right. A re-run with the same settings skips what is
+there, so an interrupted evaluation resumes. Under torchrun each rank takes whole videos,
+writes its own part file, and rank 0 merges them and writes `<output_dir>/report.json`.
+
+A question whose video is missing or cannot be decoded is recorded with its error and
+counted as wrong; an answer no option can be read from is recorded and counted as wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clapper_core.errors import ConfigError, VideoNotFoundError
+from clapper_core.eval.answers import LETTERS, extract_choice, format_prompt
+from clapper_core.eval.benchmarks import Benchmark, Question
+from clapper_core.records import Record, Timings
+
+RESULTS_FILE = "results.jsonl"
+REPORT_FILE = "report.json"
+RUN_FILE = "run.json"
+DEFAULT_MAX_VISUAL_TOKENS = 6000
+DEFAULT_MAX_NEW_TOKENS = 32  # a letter, or a short sentence around one
+PROMPT_VERSION = 1  # bump when `format_prompt` changes: results made with another prompt do not mix
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How many frames each video gets, and how the run is kept."""
+
+    max_visual_tokens: int | None = DEFAULT_MAX_VISUAL_TOKENS  # the budget; the largest frame count that fits
+    frames: int | None = None  # a fixed frame count instead of the budget
+    overwrite: bool = False  # start afresh instead of resuming
+
+    def __post_init__(self) -> None:
+        if self.frames is not None and (isinstance(self.frames, bool) or not isinstance(self.frames, int)
+                                        or self.frames < 1):
+            raise ConfigError(f"--frames must be a whole number >= 1, got {self.frames!r}; try --frames 32.")
+        if self.frames is None and self.max_visual_tokens is None:
+            raise ConfigError("give --max-visual-tokens or --frames.")
+
+
+@dataclass
+class TaskScore:
+    total: int = 0
+    correct: int = 0
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else 0.0
+
+
+@dataclass
+class EvalReport:
+    """Accuracy over the selected questions; missing videos and failures count as wrong."""
+
+    benchmark: str
+    format: str
+    model: str
+    frames: int  # frames asked of each video
+    max_visual_tokens: int | None  # the budget (None when --frames fixed the count)
+    planned_visual_tokens: int  # what `frames` costs with this model
+    total: int = 0
+    correct: int = 0
+    answered: int = 0  # a letter was read from the answer
+    unparseable: int = 0  # an answer came back, no option could be read from it
+    missing_videos: int = 0  # questions whose video was not found
+    failed: int = 0  # questions whose video could not be decoded or encoded
+    by_task: dict[str, TaskScore] = field(default_factory=dict)
+    visual_tokens: dict[str, float] = field(default_factory=dict)  # min / mean / max actually used
+    frames_used: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    world_size: int = 1
+    results: str = ""
+    report: str = ""
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total if self.total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["accuracy"] = round(self.accuracy, 4)
+        data["by_task"] = {k: {"total": v.total, "correct": v.correct, "accuracy": round(v.accuracy, 4)}
+                           for k, v in self.by_task.items()}
+        data["seconds"] = round(self.seconds, 2)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=2)
+
+
+# --- one question -------------------------------------------------------------------------------
+
+
+def _record(q: Question, *, model: str, hardware: Any, extra: dict[str, Any]) -> Record:
+    from clapper_core.runner import _precision
+
+    return Record(video=str(q.video_path or q.video), question=q.question, task="eval", model=model,
+                  device=str(hardware.device), precision=_precision(hardware), extra=extra)
+
+
+def _extra(q: Question, options: EvalOptions, frames: int) -> dict[str, Any]:
+    return {
+        "id": q.id,
+        "task_type": q.task,
+        "options": list(q.options),
+        "reference": q.answer_letter,
+        "prediction": None,
+        "correct": False,
+        "status": "answered",  # answered | unparseable | missing_video | failed
+        "budget": options.max_visual_tokens if options.frames is None else None,
+        "frames_requested": frames,
+        "prompt_version": PROMPT_VERSION,
+    }
+
+
+class _Encoded:
+    """The last video decoded and encoded, kept for its other questions."""
+
+    def __init__(self) -> None:
+        self.video: Path | None = None
+        self.clip: Any = None
+        self.session: Any = None
+        self.error: BaseException | None = None
+        self.timings = Timings()
+
+
+def _encode(loaded: Any, path: Path, sampling: Any, cache: _Encoded, emit: Callable) -> _Encoded:
+    if cache.video == path:
+        return cache
+    from clapper_core.runner import Event, _open_session, _recoverable
+    from clapper_core.video import load_clip
+
+    cache.video, cache.clip, cache.session, cache.error, cache.timings = path, None, None, None, Timings()
+    try:
+        emit(Event("stage", video=str(path), stage="decode"))
+        start = time.perf_counter()
+        cache.clip = load_clip(path, sampling)
+        cache.timings.decode_s = time.perf_counter() - start
+        emit(Event("stage", video=str(path), stage="encode"))
+        start = time.perf_counter()
+        cache.session = _open_session(loaded, cache.clip)
+        cache.timings.encode_s = getattr(cache.session, "encode_s", None) or time.perf_counter() - start
+    except _recoverable() as exc:
+        cache.error = exc
+    return cache
+
+
+def answer_question(q: Question, loaded: Any, sampling: Any, generation: Any, *, model: str,
+                    options: EvalOptions, frames: int, cache: _Encoded, emit: Callable) -> Record:
+    """Ask one question (encoding its video unless the cache holds it) and score the answer."""
+    from clapper_core.runner import Event, _recoverable
+
+    extra = _extra(q, options, frames)
+    record = _record(q, model=model, hardware=loaded.hardware, extra=extra)
+    if q.video_path is None:
+        exc = VideoNotFoundError(f"{q.video}: not found under the video root; check --video-root")
+        record.error, record.error_type, extra["status"] = str(exc), type(exc).__name__, "missing_video"
+        return record
+    enc = _encode(loaded, q.video_path, sampling, cache, emit)
+    if enc.clip is not None:
+        clip = enc.clip
+        record.frames, record.duration_s = clip.num_frames, float(clip.duration)
+        record.timestamps = [float(t) for t in clip.timestamps]
+        record.segments = [[s.start, s.stop, float(s.start_time), float(s.end_time)] for s in clip.segments]
+    error = enc.error
+    if error is None:
+        record.visual_tokens = enc.session.num_visual_tokens
+        try:
+            emit(Event("stage", video=str(q.video_path), stage="generate"))
+            record.answer = enc.session.ask(format_prompt(q.question, q.options), generation)
+        except _recoverable() as exc:
+            error = exc
+    if error is not None:
+        record.error = " ".join(str(error).split()) or type(error).__name__
+        record.error_type, extra["status"] = type(error).__name__, "failed"
+        record.timings = enc.timings
+        return record
+    stats = enc.session.last_stats
+    record.timings = Timings(decode_s=enc.timings.decode_s, encode_s=enc.timings.encode_s,
+                             prefill_s=stats.prefill_s, generate_s=stats.generate_s)
+    record.new_tokens, record.tokens_per_s = stats.new_tokens, stats.tokens_per_s
+    choice = extract_choice(record.answer, q.options)
+    if choice is None:
+        extra["status"] = "unparseable"
+    else:
+        extra["prediction"] = LETTERS[choice]
+        extra["correct"] = choice == q.answer
+    # a cached video's decode/encode time belongs to its first question only
+    enc.timings = Timings()
+    return record
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def _check_run_file(path: Path, run: dict[str, Any], *, overwrite: bool, is_main: bool) -> None:
+    """Results made with another model, budget or benchmark must not be mixed into this run."""
+    if path.exists() and not overwrite:
+        try:
+            before = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            before = None
+        if isinstance(before, dict) and before != run:
+            differ = sorted(k for k in set(run) | set(before) if run.get(k) != before.get(k))
+            raise ConfigError(
+                f"{path.parent} holds results of another run (different {', '.join(differ)}): "
+                "choose another --output-dir or pass --overwrite."
+            )
+    if is_main:
+        path.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+
+
+def evaluate(
+    benchmark: Benchmark,
+    settings: Any,
+    options: EvalOptions = EvalOptions(),
+    *,
+    output_dir: str | os.PathLike[str],
+    on_event: Callable | None = None,
+    loaded: Any = None,
+) -> EvalReport | None:
+    """Answer every question of `benchmark`; the report on rank 0 (and a single process), else None.
+
+    `settings` is a resolved `clapper_core.settings.Settings` (model, precision, device,
+    generation); `loaded` skips loading the model when one is already at hand.
+    """
+    from clapper_core.distributed import ShardedJsonl, dist_info, select_device
+    from clapper_core.eval.budget import model_frames_for_budget, model_visual_tokens
+    from clapper_core.runner import Event, load
+
+    emit = on_event or (lambda event: None)
+    start = time.perf_counter()
+    info = dist_info()
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output-dir {out} is a file: give a folder.")
+    out.mkdir(parents=True, exist_ok=True)
+    if benchmark.missing_videos:
+        missing = benchmark.missing_videos
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        n = sum(q.video_path is None for q in benchmark.questions)
+        emit(Event("notice", message=f"{len(missing)} of {len({q.video for q in benchmark.questions})} videos "
+                                     f"not found ({shown}): their {n} questions count as wrong."))
+
+    if loaded is None:
+        device = None
+        if info.is_distributed:
+            device = "cpu" if select_device(info, settings.device) == "cpu" else "cuda"
+        loaded = load(settings, on_event=emit, device=device)
+    config = loaded.model.config
+    frames = options.frames or model_frames_for_budget(config, options.max_visual_tokens)
+    planned = model_visual_tokens(config, frames)
+    if options.frames is None:
+        emit(Event("notice", message=f"{frames} frames per video fit the budget of "
+                                     f"{options.max_visual_tokens:,} visual tokens ({planned:,} used)."))
+
+    from clapper_core.video import SamplingConfig
+
+    sampling = SamplingConfig(num_frames=frames, max_frames=frames, segment_size=config.segment_size)
+    generation = settings.generation_config()
+    run = {"benchmark": benchmark.name, "format": benchmark.format, "model": settings.model,
+           "frames": frames, "max_visual_tokens": options.max_visual_tokens if options.frames is None else None,
+           "prompt_version": PROMPT_VERSION, "max_new_tokens": generation.max_new_tokens,
+           "temperature": generation.temperature}
+    _check_run_file(out / RUN_FILE, run, overwrite=options.overwrite, is_main=info.is_main)
+
+    questions = benchmark.questions
+    results = out / RESULTS_FILE
+    sink = ShardedJsonl(results, keys=[q.id for q in questions], record_key=lambda o: o["extra"]["id"],
+                        groups=[q.video for q in questions], info=info, resume=not options.overwrite)
+    total = len(sink.pending) + sink.skipped
+    emit(Event("batch", total=total, skipped=sink.skipped))
+    cache = _Encoded()
+    failed_videos: set[str] = set()
+    try:
+        for done, i in enumerate(sink.pending, start=sink.skipped + 1):
+            q = questions[i]
+            record = answer_question(q, loaded, sampling, generation, model=settings.model, options=options,
+                                     frames=frames, cache=cache, emit=emit)
+            sink.append(record.to_json())
+            show = record.ok or q.video not in failed_videos  # one notice per failed video
+            if not record.ok:
+                failed_videos.add(q.video)
+            emit(Event("video_done", video=q.video, index=done, total=total,
+                       record=record if show and q.video_path is not None else None))
+        merged = sink.finish()
+    finally:
+        sink.close()
+    if merged is None:
+        return None
+    report = summarize(benchmark, merged, frames=frames, planned=planned, options=options, model=settings.model)
+    report.seconds, report.world_size = time.perf_counter() - start, info.world_size
+    report.results, report.report = str(merged), str(out / REPORT_FILE)
+    (out / REPORT_FILE).write_text(report.to_json() + "\n", encoding="utf-8")
+    return report
+
+
+def summarize(benchmark: Benchmark, results: str | os.PathLike[str], *, frames: int, planned: int,
+              options: EvalOptions, model: str) -> EvalReport:
+    """The report over `benchmark`'s questions, from a results file (lines of other questions ignored)."""
+    from clapper_core.distributed import read_jsonl
+
+    by_id = {obj["extra"]["id"]: obj for _, obj in read_jsonl(Path(results))
+             if isinstance(obj.get("extra"), dict) and "id" in obj["extra"]}
+    report = EvalReport(benchmark=benchmark.name, format=benchmark.format, model=model, frames=frames,
+                        max_visual_tokens=options.max_visual_tokens if options.frames is None else None,
+                        planned_visual_tokens=planned)
+    tokens, frame_counts = [], []
+    for q in benchmark.questions:
+        obj = by_id.get(q.id)
+        task = report.by_task.setdefault(q.task or "all", TaskScore())
+        report.total += 1
+        task.total += 1
+        if obj is None:
+            continue  # not answered yet (interrupted elsewhere): wrong, like any unanswered question
+        extra = obj["extra"]
+        status = extra.get("status")
+        report.answered += status == "answered"
+        report.unparseable += status == "unparseable"
+        report.missing_videos += status == "missing_video"
+        report.failed += status == "failed"
+        if extra.get("correct"):
+            report.correct += 1
+            task.correct += 1
+        if obj.get("visual_tokens") is not None:
+            tokens.append(obj["visual_tokens"])
+        if obj.get("frames") is not None and obj.get("error") is None:
+            frame_counts.append(obj["frames"])
+    if tokens:
+        report.visual_tokens = {"min": min(tokens), "mean": round(sum(tokens) / len(tokens), 1), "max": max(tokens)}
+    if frame_counts:
+        report.frames_used = {"min": min(frame_counts), "mean": round(sum(frame_counts) / len(frame_counts), 1),
+                              "max": max(frame_counts)}
+    report.by_task = dict(sorted(report.by_task.items()))
+    return report

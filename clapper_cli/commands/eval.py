@@ -1,9 +1,162 @@
-"""`clapper eval`: not written yet."""
+"""`clapper eval BENCHMARK`: multiple-choice accuracy under a visual-token budget.
+
+The accuracy table goes to stderr; with `--json` the report goes to stdout. Every answer is
+kept in `<output-dir>/results.jsonl` (one record per question) and the report in
+`<output-dir>/report.json`; the same command run again resumes where it stopped.
+"""
 
 from __future__ import annotations
 
+import re
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from clapper_cli import options as opt
+
+BENCH_PANEL = "Benchmark"
+
+EPILOG = """\
+[bold]Examples[/bold]
+
+  [cyan]clapper eval Video-MME/videomme/test-00000-of-00001.parquet --video-root Video-MME/data[/cyan]
+  [cyan]clapper eval MLVU/json --video-root MLVU -m ./clapper-7b --max-visual-tokens 3000[/cyan]
+  [cyan]clapper eval TempCompass/questions/multi-choice.json --video-root TempCompass/videos --frames 32[/cyan]
+  [cyan]clapper eval bench.jsonl --limit 200 --shuffle --seed 1 --json | jq .accuracy[/cyan]
+  [cyan]torchrun --nproc-per-node 8 -m clapper_cli.main eval bench.parquet --video-root videos/[/cyan]   [dim]# one GPU each[/dim]
+
+Layouts: Video-MME (parquet or JSON), MLVU (a task file or its json/ folder), TempCompass
+multi-choice.json, or generic JSON / JSONL / Parquet rows with video, question, options, answer
+and optional task. A missing video counts as a wrong answer.
+"""
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text.strip("/")).strip("-") or "model"
+
+
+def eval_command(
+    benchmark: Annotated[
+        Path,
+        typer.Argument(help="Annotation file (JSON, JSONL, Parquet) or MLVU's json/ folder.", show_default=False,
+                       metavar="BENCHMARK"),
+    ],
+    video_root: Annotated[
+        Optional[Path],
+        typer.Option("--video-root", help="Folder holding the videos (default: the benchmark file's folder).",
+                     show_default=False, file_okay=False, rich_help_panel=BENCH_PANEL),
+    ] = None,
+    format: Annotated[
+        str,
+        typer.Option("--format", help="Annotation layout: auto, generic, videomme, mlvu, tempcompass.",
+                     rich_help_panel=BENCH_PANEL),
+    ] = "auto",
+    max_visual_tokens: Annotated[
+        int,
+        typer.Option("--max-visual-tokens", help="Visual-token budget per video: the most frames that fit.",
+                     rich_help_panel=BENCH_PANEL),
+    ] = 6000,
+    frames: Annotated[
+        Optional[int],
+        typer.Option("--frames", help="Fixed frames per video instead of the budget.", show_default=False,
+                     rich_help_panel=BENCH_PANEL),
+    ] = None,
+    limit: Annotated[
+        Optional[int],
+        typer.Option("--limit", help="Only the first N questions (after --shuffle).", show_default=False,
+                     rich_help_panel=BENCH_PANEL),
+    ] = None,
+    shuffle: Annotated[
+        bool,
+        typer.Option("--shuffle", metavar="", help="Shuffle the videos first (a video's questions stay together).",
+                     rich_help_panel=BENCH_PANEL),
+    ] = False,
+    seed: Annotated[
+        Optional[int],
+        typer.Option("--seed", help="Seed for --shuffle (default 0) and for sampling when --temperature > 0.",
+                     show_default=False, rich_help_panel=BENCH_PANEL),
+    ] = None,
+    model: opt.Model = None,
+    quant: opt.Quant = None,
+    device: opt.Device = None,
+    max_new_tokens: opt.MaxNewTokens = None,
+    temperature: opt.Temperature = None,
+    output_dir: Annotated[
+        Optional[Path],
+        typer.Option("--output-dir", "-o", help="Where results.jsonl and report.json go "
+                     "(default: clapper-eval/<benchmark>-<model>-<budget>); a re-run resumes.",
+                     show_default=False, file_okay=False, rich_help_panel=opt.OUTPUT_PANEL),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", metavar="", help="Start afresh instead of resuming.",
+                           rich_help_panel=opt.OUTPUT_PANEL),
+    ] = False,
+    json_output: opt.Json = False,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Score a model on a multiple-choice video benchmark at a fixed visual-token budget."""
+    from clapper_core.errors import ConfigError
+    from clapper_core.eval import EvalOptions, evaluate, load_benchmark
+    from clapper_core.eval.evaluate import DEFAULT_MAX_NEW_TOKENS
+    from clapper_core.settings import resolve
+
+    from clapper_cli.render import Display
+
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {limit}.")
+    settings = resolve(dict(model=model, quant=opt.choice_value(quant), device=opt.choice_value(device),
+                            max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
+    if settings.sources.get("max_new_tokens") == "default":
+        settings = replace(settings, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
+    options = EvalOptions(max_visual_tokens=max_visual_tokens, frames=frames, overwrite=overwrite)
+    bench = load_benchmark(benchmark, video_root=video_root, format=format)
+    bench = bench.select(limit=limit, shuffle=shuffle, seed=seed or 0)
+    if output_dir is None:
+        budget = f"{frames}f" if frames else f"{max_visual_tokens}tok"
+        output_dir = Path("clapper-eval") / f"{_slug(bench.name)}-{_slug(Path(settings.model).name)}-{budget}"
+    with Display(quiet=quiet, json_output=json_output, batch=True) as display:
+        report = evaluate(bench, settings, options, output_dir=output_dir, on_event=display)
+    if report is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return
+    if json_output:
+        sys.stdout.write(report.to_json() + "\n")
+        sys.stdout.flush()
+    if not quiet:
+        render_report(report)
+
+
+def render_report(report) -> None:
+    """Overall and per-task accuracy as a rich table on stderr, then what the run used."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    budget = (f"{report.max_visual_tokens:,}-token budget" if report.max_visual_tokens is not None
+              else "fixed frame count")
+    table = Table(title=f"{report.benchmark} · {report.model} · {report.frames} frames ({budget})",
+                  title_justify="left")
+    table.add_column("task")
+    table.add_column("questions", justify="right")
+    table.add_column("correct", justify="right")
+    table.add_column("accuracy", justify="right")
+    for name, score in report.by_task.items():
+        table.add_row(name, str(score.total), str(score.correct), f"{100 * score.accuracy:.1f}%")
+    table.add_section()
+    table.add_row("[bold]overall[/bold]", str(report.total), str(report.correct),
+                  f"[bold]{100 * report.accuracy:.1f}%[/bold]")
+    console.print(table)
+    used = report.visual_tokens
+    tokens = (f"visual tokens per video: {used['min']:,}–{used['max']:,} (mean {used['mean']:,}), "
+              f"planned {report.planned_visual_tokens:,}") if used else "no video was encoded"
+    console.print(f"[dim]{tokens}; unparseable answers {report.unparseable}, missing videos "
+                  f"{report.missing_videos}, failed videos {report.failed}; {report.seconds:.1f} s[/dim]",
+                  highlight=False)
+    console.print(f"[dim]results: {report.results}\nreport:  {report.report}[/dim]", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's command(s) to `app`."""
+    app.command("eval", epilog=EPILOG, no_args_is_help=True)(eval_command)

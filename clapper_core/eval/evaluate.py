@@ -254,12 +254,6 @@ def evaluate(
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--output-dir {out} is a file: give a folder.")
     out.mkdir(parents=True, exist_ok=True)
-    if benchmark.missing_videos:
-        missing = benchmark.missing_videos
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        n = sum(q.video_path is None for q in benchmark.questions)
-        emit(Event("notice", message=f"{len(missing)} of {len({q.video for q in benchmark.questions})} videos "
-                                     f"not found ({shown}): their {n} questions count as wrong."))
 
     if loaded is None:
         device = None
@@ -272,6 +266,13 @@ def evaluate(
     if options.frames is None:
         emit(Event("notice", message=f"{frames} frames per video fit the budget of "
                                      f"{options.max_visual_tokens:,} visual tokens ({planned:,} used)."))
+
+    if benchmark.missing_videos:
+        missing = benchmark.missing_videos
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        n = sum(q.video_path is None for q in benchmark.questions)
+        emit(Event("notice", message=f"{len(missing)} of {len({q.video for q in benchmark.questions})} videos "
+                                     f"not found ({shown}): {n} question{'s' * (n != 1)} counted as wrong."))
 
     from clapper_core.video import SamplingConfig
 

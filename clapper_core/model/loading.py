@@ -21,7 +21,7 @@ DEMO_MODEL = "clapper-demo"
 DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo_model"
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 # Kept out of 4-bit: small, and sensitive to quantization error.
-SKIP_QUANT_MODULES = ["vision_tower", "multi_modal_projector", "time_perceiver", "lm_head"]
+SKIP_QUANT_MODULES = ["model.vision_tower", "model.multi_modal_projector", "model.time_perceiver", "lm_head"]
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 UNTRAINED_NOTICE = (
     "TimePerceiver is untrained: each segment's temporal tokens are {g}x{g} average pooling until the model "
@@ -203,10 +203,13 @@ def load_model(cfg: LoadConfig) -> LoadedModel:
             raise QuantizationError(f"cannot load in {hw.quant}: {_first_line(exc)}") from exc
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             msg = _first_line(exc)
-            if "size mismatch" in msg or "shape" in msg.lower():
-                msg = f"its weights do not fit its config.json ({msg})"
+            if "ignore_mismatched_sizes" in msg or "size mismatch" in msg:
+                msg = "its weights do not fit its config.json (tensor shapes differ); the config was edited or belongs to other weights"
             raise ModelFormatError(f"cannot load {model_dir}: {msg}") from exc
     _check_loading_info(model_dir, info, model)
+    if kind == llava_onevision.MODEL_TYPE:
+        # Save under Clapper's own names, not the legacy ones the weights were read from.
+        model._weight_conversions = []
 
     try:
         processor = ClapperProcessor.from_pretrained(model_dir, config)

@@ -22,7 +22,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,7 @@ class TrainResult:
     num_records: int
     trainable_params: int
     total_params: int
-    notices: list[str] = field(default_factory=list)
+    weights_digest: str  # sha256 of the trained parameters: the same on every rank of a data-parallel run
 
 
 # --- distributed ---------------------------------------------------------------------------
@@ -370,6 +370,7 @@ def train(
             _checkpoint(model, optimizer, scheduler, step, sampler.position, cfg, d, ckpt_dir)
 
     finished = step >= total
+    digest = weights_digest(model)
     if not finished:
         _checkpoint(model, optimizer, scheduler, step, sampler.position, cfg, d, ckpt_dir)
         notice(f"stopped after step {step} of {total}; continue with --resume")
@@ -385,7 +386,20 @@ def train(
         num_records=len(data.records),
         trainable_params=n_train,
         total_params=n_total,
+        weights_digest=digest,
     )
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 over the trainable parameters' names and bytes (fp32, CPU)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def save_model(model: torch.nn.Module, processor, output: Path, *, lora: bool, checkpointing: bool = False) -> None:

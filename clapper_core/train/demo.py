@@ -1,0 +1,128 @@
+"""The recipe of the built-in demo model: `python -m clapper_core.train.demo`.
+
+    1. write a synthetic training set (the temporal world of shapes, `clapper_core.synthetic`)
+    2. build a tiny random Clapper: a byte-level BPE tokenizer fitted to the world's texts, a
+       SigLIP of 32 px frames with 4 px patches (8x8 grid, pooled with stride 2 to 4x4 = 16 keyframe
+       tokens), a 3x3 TimePerceiver (9 temporal tokens), a 4-layer Qwen2
+    3. stage 1 (`clapper train --stage 1`): TimePerceiver + projector
+    4. stage 2 (`clapper train --stage 2 --train-vision`): everything; the vision tower is random, so
+       it has to learn to see too
+    5. copy the result into clapper_core/demo_model/
+
+Everything is seeded: the same command gives the same model on the same machine and torch version.
+The same `build_recipe_model` / `train_recipe` serve `bench/temporal.py`, which varies the fast path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from clapper_core.synthetic import CAPTION_PROMPT, WorldConfig, caption_for, generate_dataset, questions_for
+from clapper_core.synthetic.world import sample_scene
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "demo_model"
+
+VISION = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+              image_size=32, patch_size=4)  # fmt: skip
+TEXT = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=1024)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Recipe:
+    videos: int = 1500  # training videos (each a conversation of all its questions + a caption)
+    seed: int = 0
+    stage1_steps: int = 150
+    stage2_steps: int = 1200
+    batch_size: int = 16
+    stage1_lr: float = 2e-3
+    stage2_lr: float = 1.5e-3
+    vocab_size: int = 400
+
+
+def world_texts(n: int = 4000, seed: int = 12345) -> list[str]:
+    """Every kind of sentence the world produces (questions, answers, captions), for the tokenizer."""
+    rng = random.Random(seed)
+    texts = [CAPTION_PROMPT]
+    for _ in range(n):
+        scene = sample_scene(rng)
+        texts += [f"{qa.question} {qa.answer}" for qa in questions_for(scene, rng)]
+        texts.append(caption_for(scene))
+    return texts
+
+
+def build_recipe_model(out_dir: Path, *, recipe: Recipe = Recipe(), **overrides) -> Path:
+    """The demo model's architecture, random, saved to `out_dir`; `overrides` as `build_tiny_clapper`."""
+    from clapper_core.model.tiny import build_tiny_clapper
+
+    vision = {**VISION, **overrides.pop("vision_config", {})}
+    text = {**TEXT, **overrides.pop("text_config", {})}
+    fields = dict(perceiver_grid=3, perceiver_depth=2, perceiver_heads=4, perceiver_mlp_ratio=2)
+    fields.update(overrides)
+    return build_tiny_clapper(out_dir, seed=recipe.seed, vocab_size=recipe.vocab_size, texts=world_texts(),
+                              vision_config=vision, text_config=text, **fields)
+
+
+def train_recipe(base: Path, data: Path, work: Path, *, recipe: Recipe = Recipe(), on_step=None, on_notice=None) -> Path:
+    """Stage 1 then stage 2 from the random model at `base`; returns the stage 2 output folder."""
+    from clapper_core.train.trainer import TrainConfig, train
+
+    common = dict(data=data, batch_size=recipe.batch_size, seed=recipe.seed, warmup=0.05, save_every=0,
+                  cache_dir=work / "clip_cache")
+    s1 = TrainConfig(model=str(base), output=work / "stage1", stage=1, steps=recipe.stage1_steps,
+                     lr=recipe.stage1_lr, **common)
+    train(s1, on_step=on_step, on_notice=on_notice)
+    s2 = TrainConfig(model=str(work / "stage1"), output=work / "stage2", stage=2, train_vision=True,
+                     steps=recipe.stage2_steps, lr=recipe.stage2_lr, **common)
+    train(s2, on_step=on_step, on_notice=on_notice)
+    return work / "stage2"
+
+
+def install(model_dir: Path, dest: Path = DEMO_DIR) -> None:
+    """Copy the model files (not checkpoints, caches or logs) into the package's demo_model folder."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in model_dir.iterdir():
+        if f.is_file() and f.suffix in (".json", ".safetensors", ".jinja", ".txt", ".model") and f.name not in (
+            "train_config.json",
+        ):
+            shutil.copy2(f, dest / f.name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clapper_core.train.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("runs/demo"), help="folder for data, checkpoints, logs")
+    parser.add_argument("--install", action="store_true", help=f"copy the trained model into {DEMO_DIR}")
+    parser.add_argument("--videos", type=int, default=Recipe.videos)
+    parser.add_argument("--stage1-steps", type=int, default=Recipe.stage1_steps)
+    parser.add_argument("--stage2-steps", type=int, default=Recipe.stage2_steps)
+    args = parser.parse_args(argv)
+    recipe = Recipe(videos=args.videos, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps)
+    work: Path = args.work
+    t0 = time.perf_counter()
+    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    say(f"writing {recipe.videos} synthetic videos to {work / 'data'}")
+    summary = generate_dataset(work / "data", num_videos=recipe.videos, seed=recipe.seed, config=WorldConfig())
+    base = build_recipe_model(work / "base", recipe=recipe)
+
+    def on_step(s):
+        if s.step % 50 == 0 or s.step == s.total:
+            say(f"step {s.step}/{s.total} loss {s.loss:.4f} lr {s.lr:.2e} {s.tokens_per_s:,.0f} tok/s "
+                f"eta {s.eta_s:.0f}s")
+
+    final = train_recipe(base, summary.train_file, work, recipe=recipe, on_step=on_step, on_notice=say)
+    say(f"trained in {time.perf_counter() - t0:.0f}s: {final}")
+    if args.install:
+        install(final)
+        say(f"installed into {DEMO_DIR}")
+    print(final)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -98,6 +98,7 @@ def eval_command(
     quiet: opt.Quiet = False,
 ) -> None:
     """Score a model on a multiple-choice video benchmark at a fixed visual-token budget."""
+    from clapper_core.distributed import dist_info
     from clapper_core.errors import ConfigError
     from clapper_core.eval import EvalOptions, evaluate, load_benchmark
     from clapper_core.eval.evaluate import DEFAULT_MAX_NEW_TOKENS
@@ -117,7 +118,8 @@ def eval_command(
     if output_dir is None:
         budget = f"{frames}f" if frames else f"{max_visual_tokens}tok"
         output_dir = Path("clapper-eval") / f"{_slug(bench.name)}-{_slug(Path(settings.model).name)}-{budget}"
-    with Display(quiet=quiet, json_output=json_output, batch=True) as display:
+    # under torchrun only rank 0 talks; the other ranks still print their errors
+    with Display(quiet=quiet or not dist_info().is_main, json_output=json_output, batch=True) as display:
         report = evaluate(bench, settings, options, output_dir=output_dir, on_event=display)
     if report is None:  # a rank other than 0 under torchrun: rank 0 reports
         return
@@ -151,8 +153,8 @@ def render_report(report) -> None:
     used = report.visual_tokens
     tokens = (f"visual tokens per video: {used['min']:,}–{used['max']:,} (mean {used['mean']:,}), "
               f"planned {report.planned_visual_tokens:,}") if used else "no video was encoded"
-    console.print(f"[dim]{tokens}; unparseable answers {report.unparseable}, missing videos "
-                  f"{report.missing_videos}, failed videos {report.failed}; {report.seconds:.1f} s[/dim]",
+    console.print(f"[dim]{tokens}; {report.unparseable} unparseable answers, {report.missing_videos} questions "
+                  f"with a missing video, {report.failed} with a video that failed; {report.seconds:.1f} s[/dim]",
                   highlight=False)
     console.print(f"[dim]results: {report.results}\nreport:  {report.report}[/dim]", highlight=False)
 

@@ -157,3 +157,20 @@ def test_real_tiny_model(tiny_model_dir, bench_path, tmp_path):
     assert len(records) == 2 and all(validate(r) == [] and r["error"] is None for r in records)
     assert all(r["visual_tokens"] == 75 and r["frames"] == 12 for r in records)  # 12-frame videos
     assert report.total == 2 and report.answered + report.unparseable == 2
+
+
+def test_undecodable_video_is_recorded_and_counted_wrong(fake, tmp_path):
+    make_video(tmp_path / "ok.mp4", frames=8, fps=4, size=(32, 32))
+    (tmp_path / "broken.mp4").write_bytes(b"this is not a video")
+    rows = [{"id": f"q{i}", "video": v, "question": "Which? say:A", "options": ["x", "y"], "answer": "A"}
+            for i, v in enumerate(["ok.mp4", "broken.mp4", "broken.mp4"])]
+    (tmp_path / "b.json").write_text(json.dumps(rows))
+    events = []
+    report = evaluate(load_benchmark(tmp_path / "b.json"), fake_settings(), EvalOptions(frames=4),
+                      output_dir=tmp_path / "out", on_event=events.append)
+    assert (report.total, report.correct, report.failed) == (3, 1, 2)
+    records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["extra"]["status"] for r in records] == ["answered", "failed", "failed"]
+    assert records[1]["error_type"] == "NotAVideoError" and records[1]["answer"] is None
+    # one failure notice for the video, not one per question
+    assert sum(e.kind == "video_done" and e.record is not None and not e.record.ok for e in events) == 1

@@ -106,3 +106,60 @@ def build_tiny_llava_onevision(out_dir: str | Path, *, seed: int = 0, vocab_size
 
     ClapperProcessor(tokenizer, clapper_config_from_llava_onevision(config.to_dict())).save_pretrained(out)
     return out
+
+
+# --- real shapes, random weights (benchmarks: speed and memory do not depend on the values) --
+
+SIGLIP_SO400M_384 = dict(
+    hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
+    patch_size=14, image_size=384, vision_use_head=False,
+)  # fmt: skip
+QWEN2 = {
+    "0.5b": dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                 intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True),
+    "7b": dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+               intermediate_size=18944, vocab_size=152064, tie_word_embeddings=False),
+}  # fmt: skip
+
+
+def real_shape_config(llm: str = "0.5b", **overrides):
+    """SigLIP-so400m-384 + Qwen2-`llm` ("0.5b" or "7b") as a ClapperConfig; `overrides` set top-level fields."""
+    from clapper_core.model.configuration_clapper import ClapperConfig
+
+    return ClapperConfig(vision_config=dict(SIGLIP_SO400M_384), text_config=dict(QWEN2[llm]), **overrides)
+
+
+def random_model(config, *, dtype=None, device: str = "cpu", seed: int = 0):
+    """A Clapper model at `config`'s shapes with cheap random weights (no per-module init).
+
+    Matrices get N(0, 0.02), norms weight 1 and bias 0, so activations stay finite; the
+    TimePerceiver's gate is opened slightly so its full computation runs (not the pooling shortcut).
+    """
+    import torch
+    from transformers.initialization import no_init_weights
+
+    from clapper_core.model.modeling_clapper import ClapperForConditionalGeneration
+
+    dtype = dtype or torch.float32
+    gen = torch.Generator(device=device).manual_seed(seed)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device), no_init_weights():
+            model = ClapperForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(previous)
+    if config.tie_word_embeddings:
+        model.tie_weights()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim >= 2:
+                p.normal_(0.0, 0.02, generator=gen)
+            elif name.endswith("weight") and "norm" in name:
+                p.fill_(1.0)
+            else:
+                p.zero_()
+        tp = model.model.time_perceiver
+        if tp is not None:
+            tp.gate.fill_(1e-3)
+    return model.eval()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import replace
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,6 +19,14 @@ import typer
 from clapper_cli import options as opt
 
 BENCH_PANEL = "Benchmark"
+
+
+class FormatChoice(str, Enum):
+    auto = "auto"
+    generic = "generic"
+    videomme = "videomme"
+    mlvu = "mlvu"
+    tempcompass = "tempcompass"
 
 EPILOG = """\
 [bold]Examples[/bold]
@@ -30,7 +39,8 @@ EPILOG = """\
 
 Layouts: Video-MME (parquet or JSON), MLVU (a task file or its json/ folder), TempCompass
 multi-choice.json, or generic JSON / JSONL / Parquet rows with video, question, options, answer
-and optional task. A missing video counts as a wrong answer.
+and optional task. A missing video counts as a wrong answer. Answers are cut at 32 new
+tokens unless --max-new-tokens (or the config) says otherwise.
 """
 
 
@@ -50,10 +60,10 @@ def eval_command(
                      show_default=False, file_okay=False, rich_help_panel=BENCH_PANEL),
     ] = None,
     format: Annotated[
-        str,
-        typer.Option("--format", help="Annotation layout: auto, generic, videomme, mlvu, tempcompass.",
-                     rich_help_panel=BENCH_PANEL),
-    ] = "auto",
+        FormatChoice,
+        typer.Option("--format", help="Annotation layout (auto: recognised from the file).",
+                     case_sensitive=False, rich_help_panel=BENCH_PANEL),
+    ] = FormatChoice.auto,
     max_visual_tokens: Annotated[
         int,
         typer.Option("--max-visual-tokens", help="Visual-token budget per video: the most frames that fit.",
@@ -113,7 +123,7 @@ def eval_command(
     if settings.sources.get("max_new_tokens") == "default":
         settings = replace(settings, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
     options = EvalOptions(max_visual_tokens=max_visual_tokens, frames=frames, overwrite=overwrite)
-    bench = load_benchmark(benchmark, video_root=video_root, format=format)
+    bench = load_benchmark(benchmark, video_root=video_root, format=opt.choice_value(format))
     bench = bench.select(limit=limit, shuffle=shuffle, seed=seed or 0)
     if output_dir is None:
         budget = f"{frames}f" if frames else f"{max_visual_tokens}tok"

@@ -49,13 +49,22 @@ def test_plain_run_prints_nothing_on_stdout_and_resumes(cli, bench_path, capsys)
 @pytest.mark.parametrize("extra, message", [
     (["--max-visual-tokens", "100"], "single frame"),
     (["--frames", "0"], "--frames"),
-    (["--format", "nonsense"], "--format"),
     (["--limit", "0"], "--limit"),
 ])
 def test_usage_errors_exit_2_with_one_line(cli, bench_path, capsys, extra, message):  # noqa: F811
     assert main(["eval", str(bench_path), "-m", "fake-model", *extra]) == 2
     out, err = capsys.readouterr()
     assert out == "" and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_format_is_a_usage_error(cli, bench_path, capsys):  # noqa: F811
+    assert main(["eval", str(bench_path), "-m", "fake-model", "--format", "nonsense"]) == 2
+    assert "nonsense" in capsys.readouterr().err
+
+
+def test_forced_format_must_match_the_file(cli, bench_path, capsys):  # noqa: F811
+    assert main(["eval", str(bench_path), "-m", "fake-model", "--format", "tempcompass"]) == 1
+    assert "TempCompass" in capsys.readouterr().err
 
 
 def test_missing_benchmark_exits_1(cli, capsys):

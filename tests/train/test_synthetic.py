@@ -1,0 +1,91 @@
+"""The synthetic world: deterministic, decodable, and its time-only families hidden from the keyframe."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+
+from clapper_core.synthetic import (
+    FAMILIES,
+    ONE_FRAME_FAMILIES,
+    TIME_FAMILIES,
+    WorldConfig,
+    generate_dataset,
+    normalize_answer,
+    render_frames,
+    sample_scene,
+)
+from clapper_core.synthetic.world import DIRECTIONS, Scene
+
+
+def test_same_seed_same_dataset(tmp_path):
+    a = generate_dataset(tmp_path / "a", num_videos=4, seed=7)
+    b = generate_dataset(tmp_path / "b", num_videos=4, seed=7)
+    c = generate_dataset(tmp_path / "c", num_videos=4, seed=8)
+    assert a.qa_file.read_text() == b.qa_file.read_text()
+    assert a.train_file.read_text() == b.train_file.read_text()
+    assert a.qa_file.read_text() != c.qa_file.read_text()
+    assert (tmp_path / "a/videos/synth00002.mp4").read_bytes() == (tmp_path / "b/videos/synth00002.mp4").read_bytes()
+
+
+def test_video_i_does_not_depend_on_how_many_are_written(tmp_path):
+    few = generate_dataset(tmp_path / "few", num_videos=2, seed=1)
+    many = generate_dataset(tmp_path / "many", num_videos=5, seed=1)
+    rows = lambda s: [json.loads(x) for x in s.qa_file.read_text().splitlines()]  # noqa: E731
+    assert rows(few) == [r for r in rows(many) if r["id"] in ("synth00000", "synth00001")]
+
+
+def test_videos_decode_to_one_segment_of_four_frames_matching_the_render(synth_data):
+    from clapper_core.video import SamplingConfig, load_clip
+
+    clip = load_clip(synth_data.out_dir / "videos/synth00000.mp4", SamplingConfig())
+    assert clip.num_frames == 4 and len(clip.segments) == 1
+    scene = sample_scene(random.Random("clapper-synthetic:3:0"), WorldConfig())
+    ref = render_frames(scene)[[4, 12, 20, 28]]  # frames at 0.5, 1.5, 2.5, 3.5 s (8 fps)
+    err = np.abs(clip.frames.astype(int) - ref.astype(int)).mean()
+    assert err < 6, f"mean abs error {err:.1f}: the H.264 video drifts from the rendered frames"
+
+
+def test_question_files_and_llava_records(synth_data):
+    rows = [json.loads(x) for x in synth_data.qa_file.read_text().splitlines()]
+    assert {r["family"] for r in rows} <= set(FAMILIES)
+    assert {"colour", "shape", "count", "direction"} <= {r["family"] for r in rows}
+    rec = json.loads(synth_data.train_file.read_text().splitlines()[0])
+    conv = rec["conversations"]
+    assert conv[0]["from"] == "human" and conv[0]["value"].startswith("<video>\n")
+    assert [t["from"] for t in conv] == ["human", "gpt"] * (len(conv) // 2)
+    assert sum("<video>" in t["value"] for t in conv) == 1
+
+
+def test_keyframe_does_not_show_direction_or_events():
+    """Whatever the mover's direction, the first second renders the same frames."""
+    rng = random.Random(0)
+    for _ in range(20):
+        scene = sample_scene(rng)
+        first = [render_frames(_with_mover(scene, d))[:8] for d in DIRECTIONS]  # the whole first second
+        assert all(np.array_equal(first[0], f) for f in first[1:])
+        # and no event happens before the second block
+        assert all(b >= 1 for ob in scene.objects for b, _ in ob.events())
+
+
+def _with_mover(scene: Scene, direction: str) -> Scene:
+    from dataclasses import replace
+
+    objs = tuple(replace(o, direction=direction) if o.role == "mover" else o for o in scene.objects)
+    return replace(scene, objects=objs)
+
+
+def test_families_split_and_answers_normalise():
+    assert set(ONE_FRAME_FAMILIES).isdisjoint(TIME_FAMILIES)
+    assert normalize_answer(" Left. ") == "left"
+    assert normalize_answer("It turned BLUE!") == "it turned blue"
+
+
+def test_module_entry_point(tmp_path, capsys):
+    from clapper_core.synthetic.__main__ import main
+
+    assert main([str(tmp_path / "d"), "-n", "2", "--seed", "4"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip().endswith("train.jsonl") and "Wrote 2 videos" in err

@@ -1,0 +1,117 @@
+"""The training loop on a tiny random model: learning, exact resume, frozen weights, LoRA, two ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+import torch
+
+from clapper_core.errors import ConfigError
+from clapper_core.model import LoadConfig, load_model
+from clapper_core.train import read_metrics, train
+
+
+def _losses(run_dir):
+    return [r["loss"] for r in read_metrics(run_dir / "metrics.jsonl")]
+
+
+def _state(path):
+    return load_model(LoadConfig(model=str(path), device="cpu")).model.state_dict()
+
+
+def test_a_few_steps_reduce_the_loss(quick_config, tmp_path):
+    cfg = quick_config(stage=2, steps=12, lr=5e-3)
+    result = train(cfg)
+    losses = _losses(cfg.output)
+    assert len(losses) == 12 and result.steps == 12 and not result.stopped_early
+    assert sum(losses[-3:]) / 3 < 0.9 * sum(losses[:3]) / 3, losses
+    assert (cfg.output / "model.safetensors").is_file() and (cfg.output / "tokenizer.json").is_file()
+
+
+def test_resume_continues_exactly(quick_config, tmp_path):
+    full = quick_config(stage=2, steps=5, output=tmp_path / "full", grad_accum=2, warmup=0.2)
+    ref = train(full)
+    part = quick_config(stage=2, steps=5, output=tmp_path / "part", grad_accum=2, warmup=0.2, stop_after=3)
+    first = train(part)
+    assert first.stopped_early and first.steps == 3
+    assert (tmp_path / "part/checkpoints/step-000003/trainer.json").is_file()
+    assert not (tmp_path / "part/model.safetensors").exists()
+    resumed = train(quick_config(stage=2, steps=5, output=tmp_path / "part", grad_accum=2, warmup=0.2, resume=True))
+    assert resumed.steps == 5
+    assert _losses(tmp_path / "part") == _losses(tmp_path / "full")  # the same next losses, bit for bit
+    assert resumed.weights_digest == ref.weights_digest
+
+
+def test_resume_refuses_other_settings(quick_config, tmp_path):
+    from clapper_core.errors import DataError
+
+    train(quick_config(output=tmp_path / "r", steps=4, stop_after=1))
+    with pytest.raises(DataError, match="batch_size"):
+        train(quick_config(output=tmp_path / "r", steps=4, batch_size=2, resume=True))
+
+
+def test_stage1_leaves_frozen_weights_bit_identical(quick_config, tiny_model_dir):
+    cfg = quick_config(stage=1, steps=3, lr=1e-2)
+    result = train(cfg)
+    before, after = _state(tiny_model_dir), _state(cfg.output)
+    frozen = [k for k in before if not k.startswith(("model.multi_modal_projector", "model.time_perceiver"))]
+    assert any(k.startswith("model.vision_tower") for k in frozen) and "lm_head.weight" in frozen
+    for k in frozen:
+        assert torch.equal(before[k], after[k]), k
+    changed = [k for k in before if k not in frozen and not torch.equal(before[k], after[k])]
+    assert any("multi_modal_projector" in k for k in changed) and any("time_perceiver" in k for k in changed)
+    assert result.trainable_params < result.total_params
+
+
+def test_stage2_lora_is_merged_into_a_loadable_model(quick_config, tiny_model_dir):
+    cfg = quick_config(stage=2, lora=True, lora_rank=4, steps=3, lr=1e-2)
+    train(cfg)
+    before, after = _state(tiny_model_dir), _state(cfg.output)
+    assert before.keys() == after.keys()  # no adapter weights left: merged
+    diff = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.endswith("self_attn.q_proj.weight") for k in diff)
+    assert not any("mlp" in k and "language_model" in k for k in diff)
+    assert not any(k.startswith("model.vision_tower") for k in diff)
+
+
+def test_options_that_do_not_fit_the_stage():
+    from clapper_core.train import TrainConfig
+
+    with pytest.raises(ConfigError, match="--stage 2"):
+        TrainConfig(data="x.jsonl", output="o", stage=1, lora=True)
+    with pytest.raises(ConfigError, match="stage"):
+        TrainConfig(data="x.jsonl", output="o", stage=3)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_worker(rank: int, world: int, port: int, cfg, out_dir: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    result = train(cfg)
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump({"digest": result.weights_digest, "steps": result.steps, "loss": result.final_loss}, f)
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
+
+
+def test_two_gloo_processes_train_the_same_model(quick_config, tmp_path):
+    import torch.multiprocessing as mp
+
+    cfg = quick_config(stage=2, steps=3, batch_size=2, output=tmp_path / "ddp")
+    mp.spawn(_rank_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["digest"] == ranks[1]["digest"]  # gradients were averaged: one model on both ranks
+    assert ranks[0]["steps"] == 3 and ranks[0]["loss"] == ranks[1]["loss"]
+    assert len(_losses(tmp_path / "ddp")) == 3  # rank 0 alone writes the log and the model
+    single = train(quick_config(stage=2, steps=3, batch_size=2, output=tmp_path / "one"))
+    assert single.weights_digest != ranks[0]["digest"]  # two ranks saw twice the data

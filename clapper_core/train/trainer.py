@@ -99,6 +99,11 @@ class TrainConfig:
             raise ConfigError(f"--save-every must be 0 (only at the end) or more, got {self.save_every}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.fsdp and self.lora:
+            raise ConfigError("--fsdp with --lora is not supported: LoRA trains few weights, leave out --fsdp")
+        if self.fsdp and (self.save_every or self.stop_after or self.resume):
+            raise ConfigError("--fsdp runs save the model at the end only: add --save-every 0 "
+                              "(and leave out --resume / --stop-after)")
         if self.device not in ("auto", "cuda", "cpu"):
             raise ConfigError(f"--device {self.device!r} is not one of auto, cuda, cpu")
 
@@ -374,8 +379,11 @@ def train(
     if not finished:
         _checkpoint(model, optimizer, scheduler, step, sampler.position, cfg, d, ckpt_dir)
         notice(f"stopped after step {step} of {total}; continue with --resume")
-    elif d.main:
-        save_model(model, processor, output, lora=cfg.lora, checkpointing=cfg.gradient_checkpointing)
+    else:
+        full = _fsdp_full_state(wrapped) if cfg.fsdp else None  # a collective: every rank takes part
+        if d.main:
+            save_model(model, processor, output, lora=cfg.lora, checkpointing=cfg.gradient_checkpointing,
+                       state_dict=full)
     _barrier(d)
     return TrainResult(
         output=output,
@@ -402,8 +410,12 @@ def weights_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def save_model(model: torch.nn.Module, processor, output: Path, *, lora: bool, checkpointing: bool = False) -> None:
-    """Write a plain Clapper model folder (LoRA merged) that `load_model` reads."""
+def save_model(model: torch.nn.Module, processor, output: Path, *, lora: bool, checkpointing: bool = False,
+               state_dict: dict | None = None) -> None:
+    """Write a plain Clapper model folder (LoRA merged) that `load_model` reads.
+
+    `state_dict` replaces the model's own weights (FSDP gathers them to rank 0 this way).
+    """
     from transformers.utils import logging as hf_logging
 
     if lora:
@@ -415,7 +427,7 @@ def save_model(model: torch.nn.Module, processor, output: Path, *, lora: bool, c
         model.gradient_checkpointing_disable()
     hf_logging.disable_progress_bar()  # its bars would go to stderr between ours
     try:
-        model.save_pretrained(str(output))
+        model.save_pretrained(str(output), state_dict=state_dict)
     finally:
         hf_logging.enable_progress_bar()
     processor.save_pretrained(output)
@@ -443,6 +455,8 @@ def _wrap_distributed(model, cfg: TrainConfig, d: Dist, device: torch.device):
             raise ConfigError("--fsdp shards a model over several processes: launch with torchrun --nproc-per-node N")
         return model
     if cfg.fsdp:
+        if device.type != "cuda":
+            raise ConfigError("--fsdp shards over GPUs and none is in use: leave out --fsdp on the CPU")
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
         from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
@@ -455,9 +469,18 @@ def _wrap_distributed(model, cfg: TrainConfig, d: Dist, device: torch.device):
     return DDP(model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
 
 
+def _fsdp_full_state(wrapped) -> dict:
+    """The unsharded weights, gathered on rank 0 (CPU); other ranks get an empty dict."""
+    from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    with FSDP.state_dict_type(wrapped, StateDictType.FULL_STATE_DICT,
+                              FullStateDictConfig(offload_to_cpu=True, rank0_only=True)):
+        return wrapped.state_dict()
+
+
 def _checkpoint(model, optimizer, scheduler, step, position, cfg, d: Dist, ckpt_dir: Path) -> None:
-    if cfg.fsdp:
-        raise ConfigError("checkpoints of --fsdp runs are not supported yet: use --save-every 0")
+    assert not cfg.fsdp, "TrainConfig rejects checkpoints of --fsdp runs"
     if d.main:
         save_checkpoint(ckpt_dir, model=model, optimizer=optimizer, scheduler=scheduler, step=step,
                         position=position, settings=cfg.settings(), keep=cfg.keep_checkpoints)

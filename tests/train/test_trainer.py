@@ -84,6 +84,8 @@ def test_options_that_do_not_fit_the_stage():
         TrainConfig(data="x.jsonl", output="o", stage=1, lora=True)
     with pytest.raises(ConfigError, match="stage"):
         TrainConfig(data="x.jsonl", output="o", stage=3)
+    with pytest.raises(ConfigError, match="--save-every 0"):
+        TrainConfig(data="x.jsonl", output="o", fsdp=True)
 
 
 def _free_port() -> int:
@@ -115,3 +117,15 @@ def test_two_gloo_processes_train_the_same_model(quick_config, tmp_path):
     assert len(_losses(tmp_path / "ddp")) == 3  # rank 0 alone writes the log and the model
     single = train(quick_config(stage=2, steps=3, batch_size=2, output=tmp_path / "one"))
     assert single.weights_digest != ranks[0]["digest"]  # two ranks saw twice the data
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="FSDP shards over GPUs: needs two")
+def test_two_processes_with_fsdp_save_a_whole_model(quick_config, tmp_path, tiny_model_dir):
+    import torch.multiprocessing as mp
+
+    cfg = quick_config(stage=2, steps=2, batch_size=2, output=tmp_path / "fsdp", fsdp=True, device="cuda")
+    mp.spawn(_rank_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
+    before, after = _state(tiny_model_dir), _state(tmp_path / "fsdp")
+    assert before.keys() == after.keys()
+    assert all(before[k].shape == after[k].shape for k in before)
+    assert not torch.equal(before["lm_head.weight"], after["lm_head.weight"])

@@ -1,0 +1,91 @@
+"""Does the TimePerceiver carry what the keyframe cannot? Accuracy per question family, three fast paths.
+
+Three tiny Clappers are trained the same way (the demo model's recipe: `clapper train` stage 1, then
+stage 2 with the vision tower) on the same synthetic videos, at the same visual-token budget per
+4-frame segment, and scored on held-out videos:
+
+    keyframe only          fast_path="none", a finer keyframe grid (10x10 patches pooled to 5x5 = 25)
+    keyframe + avg pool    fast_path="avgpool": 4x4 keyframe + 3x3 spatio-temporal average = 25
+    keyframe + perceiver   fast_path="perceiver": 4x4 keyframe + 3x3 TimePerceiver latents = 25
+
+The keyframe is the first sampled frame of the segment, and the synthetic world keeps it blind to
+time (the mover is still in the first second, every event comes later), so the time-only
+families (direction, order, change, times) need the other frames of the segment.
+
+    python bench/temporal.py                      # the default run (about 15 minutes on 2 CPU cores)
+    python bench/temporal.py --stage2-steps 1500 --videos 2000 --eval-videos 300   # longer
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from clapper_core.synthetic import FAMILIES, ONE_FRAME_FAMILIES, TIME_FAMILIES, generate_dataset  # noqa: E402
+from clapper_core.train.demo import Recipe, build_recipe_model, train_recipe  # noqa: E402
+
+VARIANTS = {
+    "keyframe only": dict(fast_path="none", vision_config={"image_size": 40}),
+    "keyframe + avg pool": dict(fast_path="avgpool"),
+    "keyframe + perceiver": dict(fast_path="perceiver"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", type=Path, default=ROOT / "runs/bench_temporal")
+    p.add_argument("--videos", type=int, default=1000, help="training videos")
+    p.add_argument("--eval-videos", type=int, default=150, help="held-out videos (seed 1000)")
+    p.add_argument("--stage1-steps", type=int, default=60)
+    p.add_argument("--stage2-steps", type=int, default=700)
+    p.add_argument("--only", choices=list(VARIANTS), action="append", help="run only these variants")
+    args = p.parse_args(argv)
+    recipe = Recipe(videos=args.videos, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps)
+
+    from clapper_core.model import LoadConfig, load_model
+    from clapper_core.model.configuration_clapper import segment_token_count
+    from clapper_core.train.synth_eval import score_synthetic
+
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    train_set = generate_dataset(args.work / "train", num_videos=args.videos, seed=recipe.seed)
+    held_out = generate_dataset(args.work / "eval", num_videos=args.eval_videos, seed=1000, prefix="eval")
+    rows = []
+    for name in args.only or list(VARIANTS):
+        t0 = time.perf_counter()
+        work = args.work / name.replace(" ", "_").replace("+", "plus")
+        base = build_recipe_model(work / "base", recipe=recipe, **{k: dict(v) if isinstance(v, dict) else v
+                                                                   for k, v in VARIANTS[name].items()})
+        log(f"[{name}] training ({recipe.stage1_steps} + {recipe.stage2_steps} steps)")
+        final = train_recipe(base, train_set.train_file, work, recipe=recipe)
+        loaded = load_model(LoadConfig(model=str(final), device="cpu"))
+        budget = segment_token_count(loaded.model.config, loaded.model.config.segment_size)
+        scores = score_synthetic(loaded, held_out.qa_file)
+        rows.append((name, budget, scores, time.perf_counter() - t0))
+        log(f"[{name}] done in {time.perf_counter() - t0:.0f}s")
+
+    fams = [f for f in FAMILIES if any(r[2].total[f] for r in rows)]
+    head = f"{'model':<22}{'tok/seg':>8}" + "".join(f"{f:>10}" for f in fams) + f"{'1-frame':>9}{'time':>8}"
+    print(f"held-out: {args.eval_videos} videos, "
+          + ", ".join(f"{f} {rows[0][2].total[f]}" for f in fams) + " questions")
+    print(f"one-frame families: {', '.join(ONE_FRAME_FAMILIES)}; time-only families: {', '.join(TIME_FAMILIES)}")
+    print(head)
+    print("-" * len(head))
+    for name, budget, s, _ in rows:
+        print(f"{name:<22}{budget:>8}" + "".join(f"{100 * s.accuracy(f):>9.1f}%" for f in fams)
+              + f"{100 * s.one_frame:>8.1f}%{100 * s.time_only:>7.1f}%")
+    by = {r[0]: r[2] for r in rows}
+    if "keyframe only" in by and "keyframe + perceiver" in by:
+        ko, tp = by["keyframe only"], by["keyframe + perceiver"]
+        print(f"perceiver vs keyframe only: time-only {100 * (tp.time_only - ko.time_only):+.1f} points, "
+              f"one-frame {100 * (tp.one_frame - ko.one_frame):+.1f} points")
+    print(f"training + scoring time per model: " + ", ".join(f"{r[0]} {r[3]:.0f}s" for r in rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

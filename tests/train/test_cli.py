@@ -1,0 +1,50 @@
+"""`clapper train`, `clapper train plot`, `clapper train synth` through the CLI entry point."""
+
+from __future__ import annotations
+
+import json
+
+from clapper_cli.main import main
+
+
+def test_train_cli_skips_bad_records_and_prints_only_the_model_path(synth_data, tiny_model_dir, tmp_path, capsys):
+    lines = synth_data.train_file.read_text().splitlines()[:6]
+    bad = json.loads(lines[0])
+    bad["video"] = "videos/absent.mp4"
+    lines.insert(2, json.dumps(bad))
+    lines.append("{broken")
+    data = synth_data.out_dir / "with_bad.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    code = main(["train", "--data", str(data), "--from", str(tiny_model_dir), "-o", str(out), "--steps", "2",
+                 "-b", "2", "--log-every", "1", "--cache-dir", str(tmp_path / "cache")])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0, stderr
+    assert stdout.strip() == str(out)
+    assert "with_bad.jsonl:3: skipped" in stderr and "with_bad.jsonl:8: skipped" in stderr
+    assert "skipped 2 bad records of 8" in stderr
+    assert "step 2/2" in stderr and "tok/s" in stderr
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+    png = tmp_path / "loss.png"
+    assert main(["train", "plot", str(out / "metrics.jsonl"), "-o", str(png)]) == 0
+    assert capsys.readouterr().out.strip() == str(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_cli_usage_errors(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "x.jsonl"), "-o", str(tmp_path / "o"), "--lora"]) == 2
+    assert "--stage 2" in capsys.readouterr().err
+    assert main(["train", "--stage", "2"]) == 2  # no --data / --output
+    assert "--data" in capsys.readouterr().err
+    code = main(["train", "--data", str(tmp_path / "absent.jsonl"), "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("Error:") and "absent.jsonl" in err and len(err.strip().splitlines()) == 1
+
+
+def test_synth_cli(tmp_path, capsys):
+    assert main(["train", "synth", str(tmp_path / "s"), "-n", "2", "--seed", "5"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str((tmp_path / "s/train.jsonl").resolve())
+    assert "wrote 2 videos" in captured.err
+    assert len(list((tmp_path / "s/videos").glob("*.mp4"))) == 2

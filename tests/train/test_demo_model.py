@@ -1,0 +1,39 @@
+"""The built-in demo model answers colour and direction questions on videos generated just now."""
+
+from __future__ import annotations
+
+import pytest
+
+from clapper_core.synthetic import make_video, normalize_answer
+
+
+@pytest.fixture(scope="module")
+def demo():
+    from clapper_core.model import LoadConfig, load_model
+
+    return load_model(LoadConfig(model="clapper-demo", device="cpu"))
+
+
+def test_demo_model_is_small_and_complete():
+    from clapper_core.model.loading import DEMO_MODEL_DIR
+
+    weights = DEMO_MODEL_DIR / "model.safetensors"
+    assert weights.is_file() and weights.stat().st_size < 8_000_000
+    for name in ("config.json", "tokenizer.json", "preprocessor_config.json", "README.md"):
+        assert (DEMO_MODEL_DIR / name).is_file(), name
+
+
+def test_demo_answers_colour_and_direction_on_fresh_videos(demo, tmp_path):
+    from clapper_core.generation import GenerationConfig, VideoSession
+    from clapper_core.video import SamplingConfig, load_clip
+
+    right = {"colour": 0, "direction": 0}
+    n = 8
+    for i in range(n):
+        video = make_video(tmp_path, i, seed=424242)  # a seed the demo never trained on
+        session = VideoSession(demo, load_clip(video.path, SamplingConfig()))
+        for qa in video.qas:
+            if qa.family in right:
+                answer = session.ask(qa.question, GenerationConfig(max_new_tokens=8))
+                right[qa.family] += normalize_answer(answer) == qa.answer
+    assert right["colour"] >= n - 1 and right["direction"] >= n - 1, right

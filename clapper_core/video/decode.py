@@ -14,6 +14,8 @@ down in one swscale call, so memory is bounded by the frames kept, not the video
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import math
 import os
 from dataclasses import dataclass, field
@@ -42,6 +44,17 @@ _DEFAULT_KEYFRAME_INTERVAL = 10.0  # seconds, x264's default, when a file does n
 _MAX_CONSECUTIVE_ERRORS = 64
 
 
+@contextlib.contextmanager
+def _quiet_ffmpeg():
+    """Keep FFmpeg's own log lines off stderr while decoding; damage is reported as warnings."""
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.PANIC)
+    try:
+        yield
+    finally:
+        av.logging.set_level(level)
+
+
 # --- opening and probing ---------------------------------------------------------------
 
 
@@ -51,6 +64,8 @@ def _check_path(path: str | os.PathLike) -> Path:
         raise VideoNotFoundError(f"{p}: no such file; check the path")
     if p.is_dir():
         raise VideoNotFoundError(f"{p}: is a directory, not a video file; pass a file inside it")
+    if p.stat().st_size == 0:
+        raise EmptyVideoError(f"{p}: is empty (0 bytes)")
     return p
 
 
@@ -59,6 +74,8 @@ def _open(p: Path) -> av.container.InputContainer:
         container = av.open(str(p), mode="r")
     except av.error.PermissionError as exc:
         raise NotAVideoError(f"{p}: cannot be read (permission denied)") from exc
+    except av.error.EOFError as exc:
+        raise EmptyVideoError(f"{p}: ends before any video data ({p.stat().st_size} bytes); it is empty or cut short") from exc
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise NotAVideoError(f"{p}: not a video or image FFmpeg can read ({reason})") from exc
@@ -171,6 +188,11 @@ def _first_frame(stream, packets) -> tuple[object | None, int]:
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """What `path` holds: stream, size, duration, rate, rotation; decodes only the first frame."""
     p = _check_path(path)
+    with _quiet_ffmpeg():
+        return _probe(p)
+
+
+def _probe(p: Path) -> VideoInfo:
     if p.suffix.lower() in IMAGE_SUFFIXES:
         return _probe_image(p)
     with _open(p) as container:
@@ -256,7 +278,23 @@ class _Decoded:
     times: list[float] = field(default_factory=list)  # absolute presentation times
     decoded: int = 0  # frames that came out of the decoder
     errors: int = 0  # packets that failed to demux or decode
+    corrupt: int = 0  # frames the decoder flagged as damaged (not kept)
+    dropped: int = 0  # packets that went in and never came out as a frame
+    truncated: bool = False  # the stream ended before its stated duration
     missing: list[float] = field(default_factory=list)  # target times with no frame near them
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.errors or self.corrupt or self.dropped or self.truncated)
+
+    def describe(self) -> str:
+        parts = [
+            f"{self.errors} unreadable packet(s)" if self.errors else "",
+            f"{self.corrupt} damaged frame(s)" if self.corrupt else "",
+            f"{self.dropped} frame(s) that did not decode" if self.dropped else "",
+            "it ends early" if self.truncated else "",
+        ]
+        return ", ".join(p for p in parts if p) or "frames missing"
 
 
 class _Source:
@@ -290,9 +328,13 @@ class _Source:
                 consecutive += 1
 
     def frames(self) -> Iterator:
-        """Decoded frames in presentation order, with known times."""
+        """Decoded frames in presentation order, with known times; damaged ones are counted, not given."""
         last = None
+        fed: list[int] = []  # pts of packets sent to the decoder that have not come out yet
+        started = False
         for packet in self.packets():
+            if packet.size and packet.pts is not None:
+                heapq.heappush(fed, packet.pts)
             try:
                 frames = self.stream.decode(packet)
             except av.error.FFmpegError:
@@ -300,6 +342,16 @@ class _Source:
                 continue
             for frame in frames:
                 self.out.decoded += 1
+                if frame.pts is not None:
+                    while fed and fed[0] < frame.pts:  # went in before this one, never came out
+                        heapq.heappop(fed)
+                        self.out.dropped += started  # before the first frame: leading frames a seek skips
+                    if fed and fed[0] == frame.pts:
+                        heapq.heappop(fed)
+                    started = True
+                if frame.is_corrupt:
+                    self.out.corrupt += 1
+                    continue
                 t = _frame_time(frame)
                 if t is None:  # no pts: one frame period after the previous
                     t = (last if last is not None else self.info.start_time) + 1.0 / self.info.native_fps
@@ -309,6 +361,7 @@ class _Source:
     def first_frame(self):
         """The first frame after a seek, decoding as little as possible (one frame for a keyframe)."""
         ctx = self.stream.codec_context
+        damage = self.out.errors + self.out.corrupt
         for packet in self.packets():
             try:
                 frames = self.stream.decode(packet)
@@ -319,12 +372,20 @@ class _Source:
                 self.out.errors += 1
                 ctx.flush_buffers()
                 continue
+            frames = [f for f in frames if not f.is_corrupt] or self._count_corrupt(frames)
             if frames:
                 self.out.decoded += len(frames)
                 frame = frames[0]
+                if not frame.key_frame and self.out.errors + self.out.corrupt > damage:
+                    return None, None  # decoded from a damaged keyframe: not trustworthy
                 t = _frame_time(frame)
                 return frame, (t if t is not None else self.info.start_time)
         return None, None
+
+    def _count_corrupt(self, frames: list) -> list:
+        self.out.corrupt += len(frames)
+        self.out.decoded += len(frames)
+        return []
 
     def keep(self, frame, t: float) -> None:
         self.out.frames.append(to_rgb(frame, self.info.rotation, self.max_short_side))
@@ -354,14 +415,17 @@ def _decode_exact(src: _Source, targets: list[float], spacing: float) -> None:
     frames = None
     pending = None  # decoded, shown after the current target
     prev = None  # (frame, t): last decoded frame shown at or before the current target
+    limit = max(spacing, 2.0 / info.native_fps)  # farther than this from its target, a frame is not it
     for target in targets:
         current = pending if pending is not None else prev
         if frames is None or current is None or target - current[1] > gap:
             frames, prev, pending = _seek_before(src, target, gap)
+        ended = False
         while True:
             item = pending if pending is not None else next(frames, None)
             pending = None
             if item is None:
+                ended = True
                 break
             if item[1] <= target + 1e-9:
                 prev = item
@@ -369,7 +433,9 @@ def _decode_exact(src: _Source, targets: list[float], spacing: float) -> None:
                 pending = item
                 break
         chosen = prev if prev is not None else pending
-        if chosen is None or (src.out.errors and abs(chosen[1] - target) > max(spacing, 2.0 / info.native_fps)):
+        if chosen is not None and ended and target - chosen[1] > limit:
+            src.out.truncated = True
+        if chosen is None or (src.out.damaged and abs(chosen[1] - target) > limit):
             src.out.missing.append(target)  # a damaged stretch: nothing decodes near this target
             continue
         src.keep(*chosen)
@@ -412,7 +478,7 @@ def _decode_snap(src: _Source, targets: list[float], spacing: float) -> None:
 
 def _decode_video(info: VideoInfo, plan, config: SamplingConfig) -> _Decoded:
     p = Path(info.path)
-    with _open(p) as container:
+    with _quiet_ffmpeg(), _open(p) as container:
         stream = container.streams[info.stream_index]
         _prepare(p, stream)
         src = _Source(container, stream, info, config.max_short_side)
@@ -445,14 +511,14 @@ def load_clip(path: str | os.PathLike, config: SamplingConfig = SamplingConfig()
         return Clip(info.path, frames, (0.0,), 0.0, 0.0, 0.0, plan.segments, (), info, "exact", 1)
     out = _decode_video(info, plan, config)
     warnings = list(plan.warnings)
-    if out.errors or out.missing:
+    if out.damaged or out.missing:
         if len(out.frames) < max(1, math.ceil(plan.num_frames / 2)):
             raise CorruptVideoError(
-                f"{info.path}: damaged; only {len(out.frames)} of {plan.num_frames} sampled frames decode"
+                f"{info.path}: damaged ({out.describe()}); only {len(out.frames)} of "
+                f"{plan.num_frames} sampled frames decode"
             )
         warnings.append(
-            f"{info.path}: damaged ({out.errors} unreadable packet(s)); "
-            f"{len(out.frames)} of {plan.num_frames} sampled frames decoded"
+            f"{info.path}: damaged ({out.describe()}); {len(out.frames)} of {plan.num_frames} sampled frames decoded"
         )
     if not out.frames:
         raise EmptyVideoError(f"{info.path}: no frame decodes at the sampled times; the file may be truncated")

@@ -14,7 +14,6 @@ down in one swscale call, so memory is bounded by the frames kept, not the video
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import math
 import os
@@ -42,17 +41,6 @@ _IMAGE_DEMUXERS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "
 _NON_VIDEO_DEMUXERS = {"tty", "lavfi"}
 _DEFAULT_KEYFRAME_INTERVAL = 10.0  # seconds, x264's default, when a file does not tell
 _MAX_CONSECUTIVE_ERRORS = 64
-
-
-@contextlib.contextmanager
-def _quiet_ffmpeg():
-    """Keep FFmpeg's own log lines off stderr while decoding; damage is reported as warnings."""
-    level = av.logging.get_level()
-    av.logging.set_level(av.logging.PANIC)
-    try:
-        yield
-    finally:
-        av.logging.set_level(level)
 
 
 # --- opening and probing ---------------------------------------------------------------
@@ -188,8 +176,7 @@ def _first_frame(stream, packets) -> tuple[object | None, int]:
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """What `path` holds: stream, size, duration, rate, rotation; decodes only the first frame."""
     p = _check_path(path)
-    with _quiet_ffmpeg():
-        return _probe(p)
+    return _probe(p)
 
 
 def _probe(p: Path) -> VideoInfo:
@@ -332,6 +319,7 @@ class _Source:
         last = None
         fed: list[int] = []  # pts of packets sent to the decoder that have not come out yet
         started = False
+        tainted = False  # damage since the last keyframe: what decodes until the next one is suspect
         for packet in self.packets():
             if packet.size and packet.pts is not None:
                 heapq.heappush(fed, packet.pts)
@@ -339,6 +327,7 @@ class _Source:
                 frames = self.stream.decode(packet)
             except av.error.FFmpegError:
                 self.out.errors += 1
+                tainted = True
                 continue
             for frame in frames:
                 self.out.decoded += 1
@@ -349,8 +338,11 @@ class _Source:
                     if fed and fed[0] == frame.pts:
                         heapq.heappop(fed)
                     started = True
-                if frame.is_corrupt:
+                if frame.key_frame and not frame.is_corrupt:
+                    tainted = False
+                if frame.is_corrupt or tainted:
                     self.out.corrupt += 1
+                    tainted = True
                     continue
                 t = _frame_time(frame)
                 if t is None:  # no pts: one frame period after the previous
@@ -478,7 +470,7 @@ def _decode_snap(src: _Source, targets: list[float], spacing: float) -> None:
 
 def _decode_video(info: VideoInfo, plan, config: SamplingConfig) -> _Decoded:
     p = Path(info.path)
-    with _quiet_ffmpeg(), _open(p) as container:
+    with _open(p) as container:
         stream = container.streams[info.stream_index]
         _prepare(p, stream)
         src = _Source(container, stream, info, config.max_short_side)

@@ -14,6 +14,7 @@ down in one swscale call, so memory is bounded by the frames kept, not the video
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import os
@@ -291,6 +292,10 @@ class _Source:
         self.container, self.stream, self.info = container, stream, info
         self.max_short_side = max_short_side
         self.out = _Decoded()
+        # Keyframes the container's index lists: one that is skipped over while decoding
+        # straight through means the demuxer lost a stretch of the file.
+        indexed = container.format.name.startswith(("mov", "matroska"))
+        self.index_keys = sorted(e.timestamp for e in stream.index_entries if e.is_keyframe) if indexed else []
 
     def seek(self, t: float) -> None:
         offset = math.floor(max(t, 0.0) / float(self.stream.time_base)) if t > self.info.start_time else 0
@@ -318,8 +323,9 @@ class _Source:
         """Decoded frames in presentation order, with known times; damaged ones are counted, not given."""
         last = None
         fed: list[int] = []  # pts of packets sent to the decoder that have not come out yet
-        started = False
+        first_pts = None  # the first frame out after a seek
         tainted = False  # damage since the last keyframe: what decodes until the next one is suspect
+        last_pts, last_duration = None, 0
         for packet in self.packets():
             if packet.size and packet.pts is not None:
                 heapq.heappush(fed, packet.pts)
@@ -331,13 +337,25 @@ class _Source:
                 continue
             for frame in frames:
                 self.out.decoded += 1
+                if frame.pts is not None and self.index_keys and last_pts is not None:
+                    lost = bisect.bisect_left(self.index_keys, frame.pts) - bisect.bisect_right(self.index_keys, last_pts)
+                    self.out.dropped += max(0, lost)
+                    tainted = tainted or lost > 0 and not frame.key_frame
+                if frame.pts is not None and last_pts is not None and last_duration:
+                    # frames that tell their duration: a hole after one means frames were lost
+                    missed = round((frame.pts - last_pts) / last_duration) - 1
+                    if missed >= 2:
+                        self.out.dropped += missed
+                        tainted = tainted or not frame.key_frame
                 if frame.pts is not None:
+                    last_pts, last_duration = frame.pts, frame.duration or 0
+                    if first_pts is None:
+                        first_pts = frame.pts
                     while fed and fed[0] < frame.pts:  # went in before this one, never came out
-                        heapq.heappop(fed)
-                        self.out.dropped += started  # before the first frame: leading frames a seek skips
+                        # (ones before the first frame are leading frames that a seek skips)
+                        self.out.dropped += heapq.heappop(fed) > first_pts
                     if fed and fed[0] == frame.pts:
                         heapq.heappop(fed)
-                    started = True
                 if frame.key_frame and not frame.is_corrupt:
                     tainted = False
                 if frame.is_corrupt or tainted:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from clapper_core.video.clip import FAST_TOKENS, KEYFRAME_TOKENS, Clip, SamplingPlan, Segment, VideoInfo
 from clapper_core.video.decode import IMAGE_SUFFIXES, load_clip, probe_video
+from clapper_core.video.probe import ProbeReport, inspect_video
 from clapper_core.video.sampling import SamplingConfig, make_segments, plan_sampling
 
 __all__ = [
@@ -14,10 +15,12 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "KEYFRAME_TOKENS",
     "Clip",
+    "ProbeReport",
     "SamplingConfig",
     "SamplingPlan",
     "Segment",
     "VideoInfo",
+    "inspect_video",
     "load_clip",
     "make_segments",
     "plan_sampling",

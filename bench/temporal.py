@@ -30,7 +30,7 @@ from clapper_core.synthetic import FAMILIES, ONE_FRAME_FAMILIES, TIME_FAMILIES, 
 from clapper_core.train.demo import Recipe, build_recipe_model, train_recipe  # noqa: E402
 
 VARIANTS = {
-    "keyframe only": dict(fast_path="none", vision_config={"image_size": 40}),
+    "keyframe only": dict(fast_path="none", vision_config={"image_size": 80}),
     "keyframe + avg pool": dict(fast_path="avgpool"),
     "keyframe + perceiver": dict(fast_path="perceiver"),
 }

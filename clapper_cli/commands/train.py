@@ -233,6 +233,8 @@ def synth(
     size: Annotated[int, typer.Option("--size", help="Frame width and height in pixels (multiple of 16).")] = 64,
     seconds: Annotated[int, typer.Option("--seconds", help="Video length; one event slot per second.")] = 4,
     captions: Annotated[bool, typer.Option("--captions/--no-captions", help="Add a caption turn per video.")] = True,
+    multi_turn: Annotated[bool, typer.Option("--multi-turn", help="One record per video, its questions as "
+                                             "turns (default: one record per question).")] = False,
 ) -> None:
     """Write a synthetic temporal dataset: shapes that move, appear, vanish and change colour, with questions."""
     from clapper_core.errors import ConfigError
@@ -242,7 +244,8 @@ def synth(
         world = WorldConfig(size=size, seconds=seconds)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    summary = generate_dataset(out_dir, num_videos=num_videos, seed=seed, config=world, captions=captions)
+    summary = generate_dataset(out_dir, num_videos=num_videos, seed=seed, config=world, captions=captions,
+                               multi_turn=multi_turn)
     families = ", ".join(f"{k} {v}" for k, v in summary.family_counts.items())
     print(f"wrote {summary.num_videos} videos, {summary.num_questions} questions ({families})", file=sys.stderr)
     typer.echo(str(summary.train_file))

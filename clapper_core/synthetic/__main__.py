@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--prefix", default="synth", help="video file name prefix")
     parser.add_argument("--no-captions", action="store_true", help="leave the caption turn out of train.jsonl")
+    parser.add_argument("--multi-turn", action="store_true", help="one record per video, its questions as turns")
     args = parser.parse_args(argv)
     try:
         world = WorldConfig(size=args.size, fps=args.fps, seconds=args.seconds)
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             config=world,
             prefix=args.prefix,
             captions=not args.no_captions,
+            multi_turn=args.multi_turn,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -3,7 +3,7 @@
 `generate_dataset(out_dir, num_videos=..., seed=...)` writes
 
     out_dir/videos/<prefix>00000.mp4 ...
-    out_dir/train.jsonl   LLaVA conversation records, one per video (all its questions as turns)
+    out_dir/train.jsonl   LLaVA conversation records, one per question (or per video, multi_turn=True)
     out_dir/qa.jsonl      one line per question: id, video, family, question, answer (for scoring)
 
 Everything is a pure function of (seed, video index, WorldConfig): video i is the same whether
@@ -74,17 +74,26 @@ def make_video(
     )
 
 
-def to_llava_record(video: SyntheticVideo, rel_path: str, *, rng: random.Random, captions: bool) -> dict:
-    """One LLaVA conversation record: every question of the video as a turn, in random order."""
+def to_llava_records(video: SyntheticVideo, rel_path: str, *, rng: random.Random, captions: bool,
+                     multi_turn: bool) -> list[dict]:
+    """LLaVA conversation records of a video: one per question (default), or one with every question.
+
+    One question per record keeps answers independent: in a multi-turn record an earlier answer (a
+    caption, say) often gives a later one away, and a model learns to copy instead of to look.
+    """
     turns = [(qa.question, qa.answer) for qa in video.qas]
     if captions:
         turns.append((CAPTION_PROMPT, video.caption))
     rng.shuffle(turns)
-    conversations: list[dict[str, str]] = []
-    for i, (q, a) in enumerate(turns):
-        conversations.append({"from": "human", "value": ("<video>\n" + q) if i == 0 else q})
-        conversations.append({"from": "gpt", "value": a})
-    return {"id": video.id, "video": rel_path, "conversations": conversations}
+    groups = [turns] if multi_turn else [[t] for t in turns]
+    records = []
+    for group in groups:
+        conversations: list[dict[str, str]] = []
+        for i, (q, a) in enumerate(group):
+            conversations.append({"from": "human", "value": ("<video>\n" + q) if i == 0 else q})
+            conversations.append({"from": "gpt", "value": a})
+        records.append({"id": video.id, "video": rel_path, "conversations": conversations})
+    return records
 
 
 def generate_dataset(
@@ -95,6 +104,7 @@ def generate_dataset(
     config: WorldConfig = WorldConfig(),
     prefix: str = "synth",
     captions: bool = True,
+    multi_turn: bool = False,
     on_video=None,
 ) -> DatasetSummary:
     """Write `num_videos` videos with their train.jsonl and qa.jsonl; see the module docstring."""
@@ -109,7 +119,8 @@ def generate_dataset(
         for i in range(num_videos):
             video = make_video(out, i, seed=seed, config=config, prefix=prefix)
             rel = f"videos/{video.path.name}"
-            train_f.write(json.dumps(to_llava_record(video, rel, rng=order_rng, captions=captions)) + "\n")
+            for rec in to_llava_records(video, rel, rng=order_rng, captions=captions, multi_turn=multi_turn):
+                train_f.write(json.dumps(rec) + "\n")
             for qa in video.qas:
                 row = {"id": video.id, "video": rel, "family": qa.family, "question": qa.question, "answer": qa.answer}
                 qa_f.write(json.dumps(row) + "\n")

@@ -29,20 +29,20 @@ from clapper_core.synthetic.world import sample_scene
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo_model"
 
 VISION = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-              image_size=32, patch_size=4)  # fmt: skip
+              image_size=64, patch_size=8)  # fmt: skip
 TEXT = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=4, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=1024)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Recipe:
-    videos: int = 1500  # training videos (each a conversation of all its questions + a caption)
+    videos: int = 1500  # training videos (a record per question, and one per caption)
     seed: int = 0
     stage1_steps: int = 150
     stage2_steps: int = 1200
-    batch_size: int = 16
+    batch_size: int = 32
     stage1_lr: float = 2e-3
-    stage2_lr: float = 1.5e-3
+    stage2_lr: float = 2e-3
     vocab_size: int = 400
 
 

@@ -7,10 +7,10 @@ import pytest
 
 @pytest.fixture(scope="session")
 def synth_data(tmp_path_factory):
-    """12 synthetic videos (seed 3) with train.jsonl and qa.jsonl."""
+    """12 synthetic videos (seed 3) with train.jsonl (one multi-turn record per video) and qa.jsonl."""
     from clapper_core.synthetic import generate_dataset
 
-    return generate_dataset(tmp_path_factory.mktemp("synth"), num_videos=12, seed=3)
+    return generate_dataset(tmp_path_factory.mktemp("synth"), num_videos=12, seed=3, multi_turn=True)
 
 
 @pytest.fixture

@@ -89,3 +89,10 @@ def test_module_entry_point(tmp_path, capsys):
     assert main([str(tmp_path / "d"), "-n", "2", "--seed", "4"]) == 0
     out, err = capsys.readouterr()
     assert out.strip().endswith("train.jsonl") and "Wrote 2 videos" in err
+
+
+def test_one_record_per_question_by_default(tmp_path):
+    s = generate_dataset(tmp_path, num_videos=3, seed=2)
+    records = [json.loads(x) for x in s.train_file.read_text().splitlines()]
+    assert len(records) == s.num_questions + 3  # and one caption record per video
+    assert all(len(r["conversations"]) == 2 for r in records)

@@ -33,6 +33,7 @@ def fake_model(monkeypatch):
 def clip_tree(tmp_path_factory) -> Path:
     """videos/ with 4 clips in nested folders, a hidden file and a text file (not videos)."""
     root = tmp_path_factory.mktemp("clips") / "videos"
+    (root / "sub" / "deeper").mkdir(parents=True)
     make_video(root / "b.mp4", frames=20, fps=10)
     make_video(root / "a.mp4", frames=10, fps=10)
     make_video(root / "sub" / "c.mkv", frames=30, fps=10)

@@ -1,0 +1,108 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from clapper_core import runner
+from clapper_core.errors import ConfigError, DataError, VideoNotFoundError
+from clapper_core.records import Record, validate
+from clapper_core.settings import resolve
+from tests.cli.conftest import corrupt_video
+from tests.cli.fake_model import answer_for
+
+
+def test_find_videos_walks_in_a_stable_order(clip_tree):
+    found = runner.find_videos([clip_tree])
+    names = [Path(p).relative_to(clip_tree).as_posix() for p in found]
+    assert names == ["a.mp4", "b.mp4", "sub/c.mkv", "sub/deeper/d.mp4"]
+    # a file named directly comes first and is not repeated by its directory
+    again = runner.find_videos([clip_tree / "sub" / "c.mkv", clip_tree])
+    assert [Path(p).name for p in again] == ["c.mkv", "a.mp4", "b.mp4", "d.mp4"]
+    with pytest.raises(VideoNotFoundError, match="no such file or directory"):
+        runner.find_videos([clip_tree / "nope"])
+
+
+def test_ask_streams_pieces_then_a_record_per_question(fake_model, tiny_video):
+    events = []
+    items = list(runner.ask(tiny_video, ["what?", "and then?"], resolve(), on_event=events.append))
+    records = [i for i in items if isinstance(i, Record)]
+    assert len(records) == 2 and all(validate(json.loads(r.to_json())) == [] for r in records)
+    first = "".join(i for i in items[: items.index(records[0])])
+    assert first == records[0].answer == answer_for("what?", records[0].frames)
+    stages = [(e.kind, e.stage) for e in events if e.kind.startswith("stage")]
+    # the video is decoded and encoded once for both questions
+    assert stages.count(("stage", "decode")) == 1 and stages.count(("stage", "encode")) == 1
+    assert stages.count(("stage", "generate")) == 2
+    assert stages[:2] == [("stage", "load"), ("stage_done", "load")]
+    assert any(e.kind == "notice" and "demo model" in e.message for e in events)
+
+
+def test_ask_errors(fake_model, tmp_path, tiny_video):
+    with pytest.raises(VideoNotFoundError, match="no such file"):
+        list(runner.ask(tmp_path / "missing.mp4", ["q"], resolve()))
+    with pytest.raises(ConfigError, match="no question"):
+        list(runner.ask(tiny_video, [], resolve()))
+
+
+def test_caption_batch_appends_resumes_and_records_failures(fake_model, clip_tree, tmp_path):
+    bad = corrupt_video(tmp_path / "in" / "broken.mp4")
+    out = tmp_path / "captions.jsonl"
+    done = []
+    summary = runner.caption_batch([clip_tree, bad], resolve(), output=out,
+                                   on_event=lambda e: done.append(e) if e.kind == "video_done" else None)
+    assert (summary.total, summary.succeeded, summary.failed, summary.skipped) == (5, 4, 1, 0)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [Path(o["video"]).name for o in lines] == ["a.mp4", "b.mp4", "c.mkv", "d.mp4", "broken.mp4"]
+    assert all(validate(o) == [] for o in lines)
+    assert lines[-1]["error_type"] == "NotAVideoError" and lines[-1]["answer"] is None
+    assert [e.index for e in done] == [1, 2, 3, 4, 5]
+
+    again = runner.caption_batch([clip_tree, bad], resolve(), output=out)
+    assert (again.succeeded, again.failed, again.skipped) == (0, 0, 5)
+    assert len(out.read_text().splitlines()) == 5
+
+    retried = runner.caption_batch([clip_tree, bad], resolve(), output=out, retry_failed=True)
+    assert (retried.failed, retried.skipped) == (1, 4)
+    assert len(out.read_text().splitlines()) == 5
+
+    fresh = runner.caption_batch([clip_tree], resolve({"prompt": "List objects."}), output=out, overwrite=True)
+    assert fresh.succeeded == 4
+    assert {json.loads(line)["question"] for line in out.read_text().splitlines()} == {"List objects."}
+
+
+def test_caption_resume_cuts_a_torn_last_line(fake_model, clip_tree, tmp_path):
+    out = tmp_path / "captions.jsonl"
+    runner.caption_batch([clip_tree / "a.mp4", clip_tree / "b.mp4"], resolve(), output=out)
+    lines = out.read_text().splitlines()
+    out.write_text(lines[0] + "\n" + lines[1][:40])  # killed while writing the second line
+    summary = runner.caption_batch([clip_tree / "a.mp4", clip_tree / "b.mp4"], resolve(), output=out)
+    assert (summary.skipped, summary.succeeded) == (1, 1)
+    assert [json.loads(line)["video"] for line in out.read_text().splitlines()] == [
+        str(clip_tree / "a.mp4"), str(clip_tree / "b.mp4")]
+
+
+def test_caption_batch_errors(fake_model, tmp_path, clip_tree):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no video files found"):
+        runner.caption_batch([tmp_path / "empty"], resolve())
+    with pytest.raises(ConfigError, match="is a directory"):
+        runner.caption_batch([clip_tree], resolve(), output=tmp_path)
+
+
+def test_caption_batch_shards_under_torchrun(fake_model, clip_tree, tmp_path, monkeypatch):
+    out = tmp_path / "captions.jsonl"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "t1")
+    monkeypatch.setenv("CLAPPER_DEVICE", "cpu")
+    # rank 1 first: it writes its part and returns; rank 0 then merges both parts
+    monkeypatch.setenv("RANK", "1")
+    one = runner.caption_batch([clip_tree], resolve(), output=out)
+    monkeypatch.setenv("RANK", "0")
+    zero = runner.caption_batch([clip_tree], resolve(), output=out)
+    assert one.succeeded + zero.succeeded == 4
+    names = [Path(json.loads(line)["video"]).name for line in out.read_text().splitlines()]
+    assert names == ["a.mp4", "b.mp4", "c.mkv", "d.mp4"]  # the order one process would have written
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    alone = runner.caption_batch([clip_tree], resolve(), output=tmp_path / "single.jsonl")
+    assert (tmp_path / "single.jsonl").read_text().count("\n") == 4 and alone.succeeded == 4

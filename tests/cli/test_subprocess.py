@@ -1,0 +1,84 @@
+"""The real `clapper` process: streaming order, stream separation, kill and resume, Ctrl-C."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from clapper_core.records import validate
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def fake_clapper(*args: str, delay: float = 0.0, **kw) -> subprocess.Popen:
+    env = {**os.environ, "CLAPPER_TEST_TOKEN_DELAY": str(delay), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "tests.cli.fake_cli", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_answer_streams_in_order_before_the_process_ends(tiny_video):
+    proc = fake_clapper("ask", str(tiny_video), "what happens next?", delay=0.15)
+    first = proc.stdout.read(3)  # arrives while the rest is still being generated
+    assert proc.poll() is None
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert (first + rest).startswith("Saw ") and (first + rest).rstrip().endswith("asked: what happens next?")
+    assert "Saw" not in err and "visual tokens" in err  # timings on stderr, answer on stdout
+
+
+def test_caption_json_stdout_is_pure_jsonl(clip_tree):
+    proc = fake_clapper("caption", str(clip_tree), "--json")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    objs = [json.loads(line) for line in out.splitlines()]
+    assert len(objs) == 4 and all(validate(o) == [] for o in objs)
+    assert "4 captioned, 0 failed" in err
+
+
+def _wait_for_lines(path: Path, n: int, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if path.exists() and path.read_text().count("\n") >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never reached {n} lines")
+
+
+def test_killed_caption_run_resumes_without_duplicates(clip_tree, tmp_path):
+    out = tmp_path / "captions.jsonl"
+    proc = fake_clapper("caption", str(clip_tree), "-o", str(out), delay=0.1)
+    _wait_for_lines(out, 1)
+    proc.kill()
+    proc.communicate(timeout=30)
+    partial = out.read_text().splitlines()
+    assert 1 <= len(partial) < 4
+    again = fake_clapper("caption", str(clip_tree), "-o", str(out), "--json")
+    stdout, err = again.communicate(timeout=60)
+    assert again.returncode == 0
+    assert f"{len(partial)} skipped" in err and len(stdout.splitlines()) == 4 - len(partial)
+    videos = [json.loads(line)["video"] for line in out.read_text().splitlines()]
+    assert sorted(videos) == sorted(set(videos)) and len(videos) == 4
+
+
+def test_ctrl_c_exits_130_and_keeps_what_is_done(clip_tree, tmp_path):
+    out = tmp_path / "captions.jsonl"
+    proc = fake_clapper("caption", str(clip_tree), "-o", str(out), delay=0.1)
+    _wait_for_lines(out, 1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Interrupted." in err and "Traceback" not in err
+    lines = out.read_text().splitlines()
+    assert len(lines) >= 1 and all(validate(json.loads(line)) == [] for line in lines)
+
+
+def test_failed_video_exit_1_with_summary(clip_tree, tmp_path):
+    from tests.cli.conftest import corrupt_video
+
+    bad = corrupt_video(tmp_path / "bad.mp4")
+    proc = fake_clapper("caption", str(clip_tree / "a.mp4"), str(bad), str(clip_tree / "b.mp4"))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert len(out.splitlines()) == 2 and "2 captioned, 1 failed" in err and "failed: " in err

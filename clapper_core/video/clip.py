@@ -112,7 +112,7 @@ class SamplingPlan:
     segments: tuple[Segment, ...]
     duration: float
     sample_fps: float
-    mode: str  # "fps", "capped" (fps x duration exceeded max_frames) or "num_frames"
+    mode: str  # "fps", "capped" (fps x duration exceeded max_frames), "num_frames" or "image"
     seek: str
     warnings: tuple[str, ...] = ()
 

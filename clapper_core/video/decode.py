@@ -512,6 +512,17 @@ def _load_image(info: VideoInfo, config: SamplingConfig) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8)[None]  # (1, H, W, 3)
 
 
+def _same_size(frames: list[np.ndarray]) -> np.ndarray:
+    """Stack frames as (T, H, W, 3); a stream that changes size mid-way is resized to its first size."""
+    height, width = frames[0].shape[:2]
+    if any(f.shape[:2] != (height, width) for f in frames):
+        from PIL import Image
+
+        frames = [f if f.shape[:2] == (height, width) else
+                  np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.BILINEAR)) for f in frames]
+    return np.stack(frames)  # (T, H, W, 3)
+
+
 def load_clip(path: str | os.PathLike, config: SamplingConfig = SamplingConfig()) -> Clip:
     """Sample `path` by `config`: frames (T, H, W, 3) uint8 RGB upright, with their times."""
     info = probe_video(path)
@@ -533,11 +544,12 @@ def load_clip(path: str | os.PathLike, config: SamplingConfig = SamplingConfig()
     if not out.frames:
         raise EmptyVideoError(f"{info.path}: no frame decodes at the sampled times; the file may be truncated")
     times = tuple(max(0.0, t - info.start_time) for t in out.times)
+    frames = _same_size(out.frames)
     segments = make_segments(times, info.duration, config.segment_size)
     sample_fps = len(times) / info.duration if info.duration > 0 else 0.0
     return Clip(
         path=info.path,
-        frames=np.stack(out.frames),  # (T, H, W, 3)
+        frames=frames,
         timestamps=times,
         duration=info.duration,
         native_fps=info.native_fps,

@@ -6,13 +6,18 @@ name that needs them is first used, so `clapper --help` and `clapper probe` stay
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from clapper_core.errors import ClapperError
 
-try:
-    __version__ = version("clapper")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+local"
+
+def __getattr__(name: str):
+    # importlib.metadata costs ~30 ms at start-up: look the version up only when asked for.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("clapper")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            return "0.0.0+local"
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["ClapperError", "__version__"]

@@ -102,8 +102,10 @@ def _seconds(value, time_base) -> float | None:
     return None if value is None or time_base is None else float(value * time_base)
 
 
-def _frame_time(frame) -> float | None:
-    return None if frame.pts is None or frame.time_base is None else float(frame.pts * frame.time_base)
+def _frame_time(frame, time_base=None) -> float | None:
+    """Presentation time in seconds; frames drained from the codec carry no time base of their own."""
+    time_base = frame.time_base or time_base
+    return None if frame.pts is None or time_base is None else float(frame.pts * time_base)
 
 
 def _display_rotation(frame) -> int:
@@ -262,7 +264,7 @@ def _probe_image(p: Path) -> VideoInfo:
 
 @dataclass
 class _Decoded:
-    frames: list[np.ndarray] = field(default_factory=list)
+    frames: np.ndarray | None = None  # (T, H, W, 3)
     times: list[float] = field(default_factory=list)  # absolute presentation times
     decoded: int = 0  # frames that came out of the decoder
     errors: int = 0  # packets that failed to demux or decode
@@ -288,9 +290,11 @@ class _Decoded:
 class _Source:
     """Frames of one stream, from wherever the last seek left the demuxer."""
 
-    def __init__(self, container, stream, info: VideoInfo, max_short_side: int | None):
+    def __init__(self, container, stream, info: VideoInfo, max_short_side: int | None, capacity: int):
         self.container, self.stream, self.info = container, stream, info
         self.max_short_side = max_short_side
+        self.capacity = capacity
+        self.buffer: np.ndarray | None = None
         self.out = _Decoded()
         # Keyframes the container's index lists: one that is skipped over while decoding
         # straight through means the demuxer lost a stretch of the file.
@@ -362,7 +366,7 @@ class _Source:
                     self.out.corrupt += 1
                     tainted = True
                     continue
-                t = _frame_time(frame)
+                t = _frame_time(frame, self.stream.time_base)
                 if t is None:  # no pts: one frame period after the previous
                     t = (last if last is not None else self.info.start_time) + 1.0 / self.info.native_fps
                 last = t
@@ -386,9 +390,9 @@ class _Source:
             if frames:
                 self.out.decoded += len(frames)
                 frame = frames[0]
+                t = _frame_time(frame, self.stream.time_base)
                 if not frame.key_frame and self.out.errors + self.out.corrupt > damage:
                     return None, None  # decoded from a damaged keyframe: not trustworthy
-                t = _frame_time(frame)
                 return frame, (t if t is not None else self.info.start_time)
         return None, None
 
@@ -398,7 +402,14 @@ class _Source:
         return []
 
     def keep(self, frame, t: float) -> None:
-        self.out.frames.append(to_rgb(frame, self.info.rotation, self.max_short_side))
+        rgb = to_rgb(frame, self.info.rotation, self.max_short_side)
+        if self.buffer is None:  # one array for all kept frames: no second copy when stacking
+            self.buffer = np.empty((self.capacity, *rgb.shape), np.uint8)  # (T, H, W, 3)
+        if rgb.shape != self.buffer.shape[1:]:  # the stream changed size mid-way
+            from PIL import Image
+
+            rgb = np.asarray(Image.fromarray(rgb).resize(self.buffer.shape[2:0:-1], Image.Resampling.BILINEAR))
+        self.buffer[len(self.out.times)] = rgb
         self.out.times.append(t)
 
 
@@ -491,13 +502,15 @@ def _decode_video(info: VideoInfo, plan, config: SamplingConfig) -> _Decoded:
     with _open(p) as container:
         stream = container.streams[info.stream_index]
         _prepare(p, stream)
-        src = _Source(container, stream, info, config.max_short_side)
+        src = _Source(container, stream, info, config.max_short_side, len(plan.timestamps))
         targets = [info.start_time + t for t in plan.timestamps]
         spacing = info.duration / max(1, len(targets))
         if plan.seek == "snap":
             _decode_snap(src, targets, spacing)
         else:
             _decode_exact(src, targets, spacing)
+        if src.buffer is not None:
+            src.out.frames = src.buffer[: len(src.out.times)]
         return src.out
 
 
@@ -512,17 +525,6 @@ def _load_image(info: VideoInfo, config: SamplingConfig) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8)[None]  # (1, H, W, 3)
 
 
-def _same_size(frames: list[np.ndarray]) -> np.ndarray:
-    """Stack frames as (T, H, W, 3); a stream that changes size mid-way is resized to its first size."""
-    height, width = frames[0].shape[:2]
-    if any(f.shape[:2] != (height, width) for f in frames):
-        from PIL import Image
-
-        frames = [f if f.shape[:2] == (height, width) else
-                  np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.BILINEAR)) for f in frames]
-    return np.stack(frames)  # (T, H, W, 3)
-
-
 def load_clip(path: str | os.PathLike, config: SamplingConfig = SamplingConfig()) -> Clip:
     """Sample `path` by `config`: frames (T, H, W, 3) uint8 RGB upright, with their times."""
     info = probe_video(path)
@@ -533,18 +535,18 @@ def load_clip(path: str | os.PathLike, config: SamplingConfig = SamplingConfig()
     out = _decode_video(info, plan, config)
     warnings = list(plan.warnings)
     if out.damaged or out.missing:
-        if len(out.frames) < max(1, math.ceil(plan.num_frames / 2)):
+        if len(out.times) < max(1, math.ceil(plan.num_frames / 2)):
             raise CorruptVideoError(
-                f"{info.path}: damaged ({out.describe()}); only {len(out.frames)} of "
+                f"{info.path}: damaged ({out.describe()}); only {len(out.times)} of "
                 f"{plan.num_frames} sampled frames decode"
             )
         warnings.append(
-            f"{info.path}: damaged ({out.describe()}); {len(out.frames)} of {plan.num_frames} sampled frames decoded"
+            f"{info.path}: damaged ({out.describe()}); {len(out.times)} of {plan.num_frames} sampled frames decoded"
         )
-    if not out.frames:
+    if not out.times:
         raise EmptyVideoError(f"{info.path}: no frame decodes at the sampled times; the file may be truncated")
     times = tuple(max(0.0, t - info.start_time) for t in out.times)
-    frames = _same_size(out.frames)
+    frames = out.frames
     segments = make_segments(times, info.duration, config.segment_size)
     sample_fps = len(times) / info.duration if info.duration > 0 else 0.0
     return Clip(

@@ -67,3 +67,14 @@ def test_stops_at_end_of_turn(session, monkeypatch):
 def test_generation_config_validates(kwargs):
     with pytest.raises(ConfigError):
         GenerationConfig(**kwargs)
+
+
+def test_a_decoded_clip_goes_straight_in(tiny_loaded, tiny_video):
+    from clapper_core.model.configuration_clapper import visual_token_count
+    from clapper_core.video import SamplingConfig, load_clip
+
+    clip = load_clip(tiny_video, SamplingConfig(num_frames=6))
+    session = VideoSession(tiny_loaded, clip)
+    sizes = [s.stop - s.start for s in clip.segments]
+    assert session.num_visual_tokens == visual_token_count(tiny_loaded.config, sizes)
+    assert isinstance(session.ask("what happens?", GREEDY), str)

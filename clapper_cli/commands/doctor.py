@@ -11,7 +11,6 @@ import os
 import platform
 import sys
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -41,6 +40,8 @@ class Check:
 
 
 def _version(dist: str) -> str | None:
+    from importlib import metadata  # not at module level: it costs `clapper --help` ~50 ms
+
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:

@@ -2,11 +2,13 @@
 
     1. write a synthetic training set (the temporal world of shapes, `clapper_core.synthetic`)
     2. build a tiny random Clapper: a byte-level BPE tokenizer fitted to the world's texts, a
-       SigLIP of 32 px frames with 4 px patches (8x8 grid, pooled with stride 2 to 4x4 = 16 keyframe
-       tokens), a 3x3 TimePerceiver (9 temporal tokens), a 4-layer Qwen2
+       SigLIP of 64 px frames with 8 px patches (8x8 grid, pooled with stride 2 to 4x4 = 16 keyframe
+       tokens), a 3x3 TimePerceiver (9 temporal tokens), a 4-layer Qwen2; the projector's first
+       layer is initialised to standardise the random SigLIP's features over the world's frames
+       and stays frozen
     3. stage 1 (`clapper train --stage 1`): TimePerceiver + projector
-    4. stage 2 (`clapper train --stage 2 --train-vision`): everything; the vision tower is random, so
-       it has to learn to see too
+    4. stage 2 (`clapper train --stage 2`): TimePerceiver + projector + LLM; the random vision
+       tower stays frozen (its features already tell the world's colours, shapes and positions apart)
     5. copy the result into clapper_core/demo_model/
 
 Everything is seeded: the same command gives the same model on the same machine and torch version.
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clapper_core.synthetic import CAPTION_PROMPT, WorldConfig, caption_for, generate_dataset, questions_for
-from clapper_core.synthetic.world import sample_scene
+from clapper_core.synthetic.world import render_frames, sample_scene
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo_model"
 
@@ -36,10 +38,11 @@ TEXT = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=4, num_atte
 
 @dataclass(frozen=True)
 class Recipe:
-    videos: int = 1500  # training videos (a record per question, and one per caption)
+    videos: int = 1200  # training videos (a record per question, and one per caption)
     seed: int = 0
-    stage1_steps: int = 150
-    stage2_steps: int = 1200
+    stage1_steps: int = 50
+    stage2_steps: int = 700
+    train_vision: bool = False  # the random SigLIP already separates the world's colours and shapes
     batch_size: int = 32
     stage1_lr: float = 2e-3
     stage2_lr: float = 2e-3
@@ -65,8 +68,50 @@ def build_recipe_model(out_dir: Path, *, recipe: Recipe = Recipe(), **overrides)
     text = {**TEXT, **overrides.pop("text_config", {})}
     fields = dict(perceiver_grid=3, perceiver_depth=2, perceiver_heads=4, perceiver_mlp_ratio=2)
     fields.update(overrides)
-    return build_tiny_clapper(out_dir, seed=recipe.seed, vocab_size=recipe.vocab_size, texts=world_texts(),
-                              vision_config=vision, text_config=text, **fields)
+    out = build_tiny_clapper(out_dir, seed=recipe.seed, vocab_size=recipe.vocab_size, texts=world_texts(),
+                             vision_config=vision, text_config=text, **fields)
+    standardize_projector_inputs(out, seed=recipe.seed)
+    return out
+
+
+def world_frames(n: int = 64, *, seed: int = 999) -> list:
+    """Every frame of `n` random scenes, (T, H, W, 3) uint8 each: what the vision tower will see."""
+    rng = random.Random(seed)
+    return [render_frames(sample_scene(rng)) for _ in range(n)]
+
+
+def standardize_projector_inputs(model_dir: Path, *, seed: int = 0, scenes: int = 64) -> None:
+    """Fold a per-channel standardisation of the vision features into the projector's first layer.
+
+    A random SigLIP maps the synthetic world (small shapes on a black background) to features whose
+    channels carry large offsets shared by every patch of every video; what tells a red square from
+    a blue circle is a small variation on top. Fed as they are, the LLM cannot pick that variation
+    out (its loss stays at the answer prior: colour at chance). Rescaling linear_1 so that it sees
+    (x - mean) / std over the world's frames is a data-dependent init of the same architecture
+    (the saved model is a plain Clapper), and the recipe keeps linear_1 frozen (`FROZEN`): AdamW
+    updating the folded weights against the raw features would bring the offsets back at once.
+    """
+    import torch
+
+    from clapper_core.model import LoadConfig, load_model
+    from clapper_core.model.loading import _quiet_transformers
+
+    loaded = load_model(LoadConfig(model=str(model_dir), quant="fp32", device="cpu"))
+    model, processor = loaded.model.eval(), loaded.processor
+    with torch.no_grad():
+        pixels = torch.cat([processor.preprocess_frames(f[:: max(1, len(f) // 4)]) for f in world_frames(scenes, seed=seed)])
+        feats = model.model.get_frame_patches(pixels).flatten(0, 1)  # (T*P, Dv)
+        mean, std = feats.mean(0), feats.std(0).clamp(min=1e-4)  # (Dv,)
+        lin = model.model.multi_modal_projector.linear_1
+        lin.weight.div_(std)  # (Dt, Dv) / (Dv,): W' x = W (x / std)
+        if lin.bias is not None:
+            lin.bias.sub_(lin.weight @ mean)  # W' (x - mean) + b
+    with _quiet_transformers():
+        model.save_pretrained(str(model_dir))
+
+
+# Kept frozen in both stages: the projector's first layer holds the standardisation (see above).
+FROZEN = ("model.multi_modal_projector.linear_1.",)
 
 
 def train_recipe(base: Path, data: Path, work: Path, *, recipe: Recipe = Recipe(), on_step=None, on_notice=None) -> Path:
@@ -74,11 +119,11 @@ def train_recipe(base: Path, data: Path, work: Path, *, recipe: Recipe = Recipe(
     from clapper_core.train.trainer import TrainConfig, train
 
     common = dict(data=data, batch_size=recipe.batch_size, seed=recipe.seed, warmup=0.05, save_every=0,
-                  cache_dir=work / "clip_cache")
+                  cache_dir=work / "clip_cache", frozen=FROZEN)
     s1 = TrainConfig(model=str(base), output=work / "stage1", stage=1, steps=recipe.stage1_steps,
                      lr=recipe.stage1_lr, **common)
     train(s1, on_step=on_step, on_notice=on_notice)
-    s2 = TrainConfig(model=str(work / "stage1"), output=work / "stage2", stage=2, train_vision=True,
+    s2 = TrainConfig(model=str(work / "stage1"), output=work / "stage2", stage=2, train_vision=recipe.train_vision,
                      steps=recipe.stage2_steps, lr=recipe.stage2_lr, **common)
     train(s2, on_step=on_step, on_notice=on_notice)
     return work / "stage2"

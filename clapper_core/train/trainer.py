@@ -54,6 +54,7 @@ class TrainConfig:
     lora_rank: int = 16
     lora_alpha: int = 32
     train_vision: bool = False  # stage 2: train the vision tower as well
+    frozen: tuple[str, ...] = ()  # parameter-name prefixes kept frozen whatever the stage trains
     steps: int | None = None  # optimizer steps; default: `epochs` passes over the data
     epochs: float = 1.0
     batch_size: int = 8  # examples per micro-batch, per process
@@ -114,8 +115,8 @@ class TrainConfig:
     def settings(self) -> dict[str, Any]:
         """The settings a resumed run must share with the run that wrote the checkpoint."""
         keep = ("model", "stage", "lora", "lora_rank", "lora_alpha", "train_vision", "batch_size", "grad_accum",
-                "seed", "fps", "max_frames", "max_length", "fsdp")
-        return {k: _jsonable(getattr(self, k)) for k in keep}
+                "seed", "fps", "max_frames", "max_length", "fsdp", "frozen")
+        return {k: _jsonable(list(v) if isinstance(v := getattr(self, k), tuple) else v) for k in keep}
 
 
 def _jsonable(v: Any) -> Any:
@@ -208,6 +209,9 @@ def select_trainable(model: torch.nn.Module, cfg: TrainConfig) -> None:
     for part in parts:
         for p in part.parameters():
             p.requires_grad = True
+    for name, p in model.named_parameters():
+        if name.startswith(cfg.frozen):
+            p.requires_grad = False
 
 
 def add_lora(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Module:

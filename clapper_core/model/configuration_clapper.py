@@ -51,6 +51,11 @@ class ClapperConfig(PreTrainedConfig):
         perceiver_mlp_ratio: MLP width of the perceiver, as a multiple of the vision width.
         segment_timestamps: prefix each segment's tokens with its start time as text ("[12.0s]").
         vision_feature_layer: which SigLIP hidden state feeds both paths (-1: the last layer).
+        vision_feature_mean, vision_feature_std: a fixed per-channel standardisation of the SigLIP
+            features, (x - mean) / std, before both paths (None: features used as they are, as a
+            pretrained SigLIP gives them). For vision towers whose channels carry large offsets
+            shared by every patch, which would hide the content from the projector and the
+            TimePerceiver alike.
         projector_hidden_act: activation of the 2-layer MLP projector.
         multimodal_projector_bias: whether the projector's linear layers have biases.
     """
@@ -75,6 +80,8 @@ class ClapperConfig(PreTrainedConfig):
     perceiver_mlp_ratio: int = 2
     segment_timestamps: bool = True
     vision_feature_layer: int = -1
+    vision_feature_mean: list[float] | None = None
+    vision_feature_std: list[float] | None = None
     projector_hidden_act: str = "gelu"
     multimodal_projector_bias: bool = True
     tie_word_embeddings: bool = False
@@ -97,6 +104,16 @@ class ClapperConfig(PreTrainedConfig):
             raise ValueError(
                 f"perceiver_heads={self.perceiver_heads} must divide the vision width {width}"
             )
+        mean, std = self.vision_feature_mean, self.vision_feature_std
+        if (mean is None) != (std is None):
+            raise ValueError("vision_feature_mean and vision_feature_std go together: set both or neither")
+        if mean is not None:
+            if len(mean) != width or len(std) != width:
+                raise ValueError(
+                    f"vision_feature_mean/std have {len(mean)}/{len(std)} values; the vision width is {width}"
+                )
+            if min(std) <= 0:
+                raise ValueError("vision_feature_std must be positive in every channel")
 
     # --- token geometry (derived, never stored) --------------------------------------
 

@@ -4,7 +4,7 @@ The layout of the weights follows LLaVA-OneVision (`model.vision_tower`, `model.
 `model.language_model`, `lm_head`), so its checkpoints load as Clapper with only `model.time_perceiver`
 new, and that starts as average pooling.
 
-    frames (T, 3, H, W) --SigLIP--> patches (T, P, Dv)
+    frames (T, 3, H, W) --SigLIP--> patches (T, P, Dv) --(x - mean) / std, when configured-->
       keyframe of each segment: projector, then bilinear pooling to ceil(g / stride)^2 tokens
       whole segment (>= 2 frames): TimePerceiver (or average pooling) to grid^2 tokens, then projector
     per segment: [keyframe tokens][temporal tokens] -> scattered into the prompt's video placeholders
@@ -177,7 +177,17 @@ class ClapperModel(ClapperPreTrainedModel):
         if pixel_values_videos.ndim == 5:  # (B, T, 3, H, W) -> (B*T, 3, H, W)
             pixel_values_videos = pixel_values_videos.flatten(0, 1)
         sizes = [int(n) for n in segment_sizes]
-        return self.encode_segments(self.get_frame_patches(pixel_values_videos), sizes)
+        patches = self.standardize_patches(self.get_frame_patches(pixel_values_videos))  # (T, P, Dv)
+        return self.encode_segments(patches, sizes)
+
+    def standardize_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """(x - mean) / std per channel, with the config's fixed statistics; (T, P, Dv) -> same."""
+        cfg = self.config
+        if cfg.vision_feature_mean is None:
+            return patches
+        mean = patches.new_tensor(cfg.vision_feature_mean)  # (Dv,)
+        std = patches.new_tensor(cfg.vision_feature_std)  # (Dv,)
+        return (patches - mean) / std
 
     def get_placeholder_mask(self, input_ids, inputs_embeds, video_features) -> torch.Tensor:
         """Where the video tokens go: (B, L, 1) bool; raises when placeholders and features differ."""

@@ -3,9 +3,9 @@
     1. write a synthetic training set (the temporal world of shapes, `clapper_core.synthetic`)
     2. build a tiny random Clapper: a byte-level BPE tokenizer fitted to the world's texts, a
        SigLIP of 64 px frames with 8 px patches (8x8 grid, pooled with stride 2 to 4x4 = 16 keyframe
-       tokens), a 3x3 TimePerceiver (9 temporal tokens), a 4-layer Qwen2; the projector's first
-       layer is initialised to standardise the random SigLIP's features over the world's frames
-       and stays frozen
+       tokens), a 3x3 TimePerceiver (9 temporal tokens), a 4-layer Qwen2; the random SigLIP's
+       per-channel feature statistics over the world's frames go into the config, so the model
+       standardises its vision features before the keyframe path and the TimePerceiver
     3. stage 1 (`clapper train --stage 1`): TimePerceiver + projector
     4. stage 2 (`clapper train --stage 2`): TimePerceiver + projector + LLM; the random vision
        tower stays frozen (its features already tell the world's colours, shapes and positions apart)
@@ -70,7 +70,7 @@ def build_recipe_model(out_dir: Path, *, recipe: Recipe = Recipe(), **overrides)
     fields.update(overrides)
     out = build_tiny_clapper(out_dir, seed=recipe.seed, vocab_size=recipe.vocab_size, texts=world_texts(),
                              vision_config=vision, text_config=text, **fields)
-    standardize_projector_inputs(out, seed=recipe.seed)
+    standardize_vision_features(out, seed=recipe.seed)
     return out
 
 
@@ -80,16 +80,15 @@ def world_frames(n: int = 64, *, seed: int = 999) -> list:
     return [render_frames(sample_scene(rng)) for _ in range(n)]
 
 
-def standardize_projector_inputs(model_dir: Path, *, seed: int = 0, scenes: int = 64) -> None:
-    """Fold a per-channel standardisation of the vision features into the projector's first layer.
+def standardize_vision_features(model_dir: Path, *, seed: int = 0, scenes: int = 64) -> None:
+    """Measure the vision tower's per-channel mean and std over the world's frames into the config.
 
     A random SigLIP maps the synthetic world (small shapes on a black background) to features whose
     channels carry large offsets shared by every patch of every video; what tells a red square from
-    a blue circle is a small variation on top. Fed as they are, the LLM cannot pick that variation
-    out (its loss stays at the answer prior: colour at chance). Rescaling linear_1 so that it sees
-    (x - mean) / std over the world's frames is a data-dependent init of the same architecture
-    (the saved model is a plain Clapper), and the recipe keeps linear_1 frozen (`FROZEN`): AdamW
-    updating the folded weights against the raw features would bring the offsets back at once.
+    a blue circle, or a frame from the next, is a small variation on top. Fed as they are, neither
+    the projector nor the TimePerceiver's attention can pick that variation out (the loss stays at
+    the answer prior). `vision_feature_mean` / `vision_feature_std` make the model standardise the
+    features before both paths: fixed statistics, part of the model, untouched by training.
     """
     import torch
 
@@ -102,16 +101,10 @@ def standardize_projector_inputs(model_dir: Path, *, seed: int = 0, scenes: int 
         pixels = torch.cat([processor.preprocess_frames(f[:: max(1, len(f) // 4)]) for f in world_frames(scenes, seed=seed)])
         feats = model.model.get_frame_patches(pixels).flatten(0, 1)  # (T*P, Dv)
         mean, std = feats.mean(0), feats.std(0).clamp(min=1e-4)  # (Dv,)
-        lin = model.model.multi_modal_projector.linear_1
-        lin.weight.div_(std)  # (Dt, Dv) / (Dv,): W' x = W (x / std)
-        if lin.bias is not None:
-            lin.bias.sub_(lin.weight @ mean)  # W' (x - mean) + b
+    model.config.vision_feature_mean = [round(float(v), 6) for v in mean]
+    model.config.vision_feature_std = [round(float(v), 6) for v in std]
     with _quiet_transformers():
         model.save_pretrained(str(model_dir))
-
-
-# Kept frozen in both stages: the projector's first layer holds the standardisation (see above).
-FROZEN = ("model.multi_modal_projector.linear_1.",)
 
 
 def train_recipe(base: Path, data: Path, work: Path, *, recipe: Recipe = Recipe(), on_step=None, on_notice=None) -> Path:
@@ -119,7 +112,7 @@ def train_recipe(base: Path, data: Path, work: Path, *, recipe: Recipe = Recipe(
     from clapper_core.train.trainer import TrainConfig, train
 
     common = dict(data=data, batch_size=recipe.batch_size, seed=recipe.seed, warmup=0.05, save_every=0,
-                  cache_dir=work / "clip_cache", frozen=FROZEN)
+                  cache_dir=work / "clip_cache")
     s1 = TrainConfig(model=str(base), output=work / "stage1", stage=1, steps=recipe.stage1_steps,
                      lr=recipe.stage1_lr, **common)
     train(s1, on_step=on_step, on_notice=on_notice)

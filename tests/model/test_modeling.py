@@ -110,3 +110,20 @@ def test_generate_matches_greedy_decoding(model, tiny_loaded, tiny_frames):
         a = model.generate(**inputs, max_new_tokens=6, do_sample=False)
         b = model.generate(**inputs, max_new_tokens=6, do_sample=False)
     assert torch.equal(a, b) and a.shape[1] > inputs["input_ids"].shape[1]
+
+
+def test_configured_feature_statistics_standardise_both_paths(tiny_model_dir):
+    """(x - mean) / std reaches the keyframe path and the fast path: with the statistics a model
+    holds the features' own mean and std, the result equals feeding standardised patches."""
+    m = ClapperForConditionalGeneration.from_pretrained(str(tiny_model_dir)).eval()
+    px = _pixels(m, 4)
+    with torch.no_grad():
+        raw = m.model.get_frame_patches(px)  # (4, P, Dv)
+        mean, std = raw.flatten(0, 1).mean(0), raw.flatten(0, 1).std(0)
+        m.config.vision_feature_mean, m.config.vision_feature_std = mean.tolist(), std.tolist()
+        got = m.get_video_features(px, [4])
+        want = m.model.encode_segments((raw - mean) / std, [4])
+        m.config.vision_feature_mean = m.config.vision_feature_std = None
+        plain = m.get_video_features(px, [4])
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(got[:16], plain[:16]) and not torch.allclose(got[16:], plain[16:])

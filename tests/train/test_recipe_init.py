@@ -1,4 +1,4 @@
-"""The demo recipe's projector init: the LLM must get vision features it can tell apart."""
+"""The demo recipe's feature statistics: the LLM and the TimePerceiver must get features they can tell apart."""
 
 from __future__ import annotations
 
@@ -7,37 +7,38 @@ import shutil
 import torch
 
 
-def _features_and_projector(model_dir, frames):
+def _world_patches(model_dir, frames):
+    """The vision tower's raw features and the model's standardised ones over `frames`."""
     from clapper_core.model import LoadConfig, load_model
 
     loaded = load_model(LoadConfig(model=str(model_dir), quant="fp32", device="cpu"))
     model, processor = loaded.model.eval(), loaded.processor
     with torch.no_grad():
         pixels = torch.cat([processor.preprocess_frames(f[:: max(1, len(f) // 4)]) for f in frames])
-        feats = model.model.get_frame_patches(pixels).flatten(0, 1)  # (T*P, Dv)
-    return feats, model.model.multi_modal_projector.linear_1
+        raw = model.model.get_frame_patches(pixels)  # (T, P, Dv)
+        return raw.flatten(0, 1), model.model.standardize_patches(raw).flatten(0, 1)  # (T*P, Dv) each
 
 
-def test_projector_first_layer_sees_standardised_features(tiny_model_dir, tmp_path):
-    """A random SigLIP gives the synthetic world features with large shared offsets; the recipe folds
-    (x - mean) / std into linear_1, so the world's mean feature lands on the bias and every channel
-    counts by its spread, not its offset."""
-    from clapper_core.train.demo import standardize_projector_inputs, world_frames
+def test_recipe_standardises_vision_features_inside_the_model(tiny_model_dir, tmp_path):
+    """A random SigLIP gives the synthetic world features with large shared offsets; the recipe
+    measures them into the config, so both paths see zero-mean, unit-spread channels."""
+    from clapper_core.model.configuration_clapper import ClapperConfig
+    from clapper_core.train.demo import standardize_vision_features, world_frames
 
     model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
     frames = world_frames(16, seed=5)
-    feats, before = _features_and_projector(model_dir, frames)
-    bias = before.bias.detach().clone()
-    offset = feats.mean(0).abs().mean() / feats.std(0).mean()
+    raw, same = _world_patches(model_dir, frames)
+    assert torch.equal(raw, same), "no statistics configured: the features pass as they are"
+    offset = raw.mean(0).abs().mean() / raw.std(0).mean()
     assert offset > 0.5, "the random tower's features are expected to carry a shared offset"
 
-    standardize_projector_inputs(model_dir, seed=5, scenes=16)
-    feats2, after = _features_and_projector(model_dir, frames)
-    assert torch.equal(feats, feats2), "the vision tower must not change"
-    with torch.no_grad():
-        torch.testing.assert_close(after(feats.mean(0)), bias, atol=1e-4, rtol=0)
-        expected = before.weight / feats.std(0)  # (Dt, Dv)
-        torch.testing.assert_close(after.weight, expected, atol=1e-5, rtol=1e-4)
+    standardize_vision_features(model_dir, seed=5, scenes=16)
+    config = ClapperConfig.from_pretrained(model_dir)
+    assert len(config.vision_feature_mean) == len(config.vision_feature_std) == raw.shape[1]
+    raw2, std = _world_patches(model_dir, frames)
+    assert torch.equal(raw, raw2), "the vision tower must not change"
+    torch.testing.assert_close(std.mean(0), torch.zeros(raw.shape[1]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(std.std(0), torch.ones(raw.shape[1]), atol=1e-3, rtol=0)
 
 
 def test_frozen_prefixes_stay_bit_identical(quick_config):

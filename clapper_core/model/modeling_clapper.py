@@ -57,6 +57,9 @@ class ClapperPreTrainedModel(PreTrainedModel):
             std = 0.02
             for p in (module.latents, module.temporal_pos, module.spatial_pos, module.latent_pos):
                 init.normal_(p, mean=0.0, std=std)
+            # The motion features start at full weight beside the patches they come from.
+            init.eye_(module.motion_proj.weight)
+            init.zeros_(module.motion_proj.bias)
             # Zero gate: an untrained perceiver must stay exactly average pooling, also when
             # from_pretrained initialises it as a missing module of a LLaVA-OneVision checkpoint.
             init.zeros_(module.gate)

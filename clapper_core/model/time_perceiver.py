@@ -1,10 +1,17 @@
 """The TimePerceiver: a segment's frames (2 to `segment_size`) compressed into a small grid of tokens.
 
     pooled = spatio-temporal average of the segment's patch grids, to grid x grid   # (S, G*G, D)
-    h      = pooled + latents + spatial position                                    # the queries
-    h      = perceiver layers over h, attending to every patch of every real frame
-             (+ temporal and spatial position), frames past a segment's length masked out
+    motion = each frame's patches minus the keyframe's                              # (S, F, P, D)
+    ctx    = patches + motion_proj(motion) + temporal and spatial position          # keys and values
+    h      = pooled + latents + latent position                                     # the queries
+    h      = perceiver layers over h, attending to every patch of every real frame,
+             frames past a segment's length masked out
     out    = pooled + gate * proj(norm(h))                                          # gate = 0 at init
+
+Average pooling keeps where things are on average and loses where they went: on a 3x3 grid an
+object that moves a third of a cell barely changes the average. The motion features make the
+change itself a value the perceiver can read directly (a softmax-weighted sum of frames cannot
+subtract one frame from another); static content cancels out of them.
 
 With the gate at zero an untrained TimePerceiver *is* average pooling, so a model assembled
 from pretrained SigLIP + projector + LLM already answers sensibly; training only improves it.
@@ -92,6 +99,7 @@ class TimePerceiver(nn.Module):
         self.temporal_pos = nn.Parameter(torch.zeros(self.max_frames, D))
         self.spatial_pos = nn.Parameter(torch.zeros(config.patch_grid**2, D))
         self.latent_pos = nn.Parameter(torch.zeros(self.grid**2, D))
+        self.motion_proj = nn.Linear(D, D)  # identity at init (`_init_weights`)
         self.layers = nn.ModuleList(
             TimePerceiverLayer(D, config.perceiver_heads, config.perceiver_mlp_ratio, eps)
             for _ in range(config.perceiver_depth)
@@ -107,7 +115,8 @@ class TimePerceiver(nn.Module):
         pooled = spatiotemporal_avg_pool(patches, frame_mask, self.grid)  # (S, G, D)
         if not self.training and self.is_untrained():  # the update would be multiplied by zero
             return pooled
-        ctx = patches + self.temporal_pos[:Fr, None, :] + self.spatial_pos[None, :, :]  # (S, F, P, D)
+        motion = patches - patches[:, :1]  # (S, F, P, D), zero for the keyframe itself
+        ctx = patches + self.motion_proj(motion) + self.temporal_pos[:Fr, None, :] + self.spatial_pos  # (S, F, P, D)
         ctx = ctx.reshape(S, Fr * P, D)  # (S, F*P, D)
         key_mask = frame_mask[:, :, None].expand(S, Fr, P).reshape(S, Fr * P)  # (S, F*P)
         h = pooled + self.latents + self.latent_pos  # (S, G, D)

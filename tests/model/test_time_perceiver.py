@@ -84,3 +84,22 @@ def test_init_weights_keeps_the_gate_at_zero():
     model._init_weights(tp)
     assert tp.is_untrained()
     assert tp.latents.std() > 0  # the rest is initialised, not zeroed
+    torch.testing.assert_close(tp.motion_proj.weight, torch.eye(16))  # motion features at full weight
+
+
+def test_motion_features_tell_frame_order_apart():
+    """Without temporal position the perceiver sees a segment's patches as a set: played forwards
+    or backwards, a segment gives the same output, as average pooling does. The motion features
+    (each frame minus the keyframe) are what tell the two apart."""
+    torch.manual_seed(0)
+    tp = TimePerceiver(_config(grid=3, patch_grid=9)).eval()
+    x, mask = torch.randn(1, 4, 81, 16), torch.ones(1, 4, dtype=torch.bool)
+    rev = x.flip(1)
+    with torch.no_grad():
+        tp.gate.fill_(1.0)
+        tp.temporal_pos.zero_()
+        tp.motion_proj.weight.zero_()
+        tp.motion_proj.bias.zero_()
+        torch.testing.assert_close(tp(x, mask), tp(rev, mask))
+        tp.motion_proj.weight.copy_(torch.eye(16))
+        assert (tp(x, mask) - tp(rev, mask)).abs().max() > 1e-3

@@ -1,7 +1,7 @@
 """Does the TimePerceiver carry what the keyframe cannot? Accuracy per question family, three fast paths.
 
 Three tiny Clappers are trained the same way (the demo model's recipe: `clapper train` stage 1, then
-stage 2 with the vision tower) on the same synthetic videos, at the same visual-token budget per
+stage 2, the vision tower frozen) on the same synthetic videos, at the same visual-token budget per
 4-frame segment, and scored on held-out videos:
 
     keyframe only          fast_path="none", a finer keyframe grid (10x10 patches pooled to 5x5 = 25)
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     from clapper_core.train.synth_eval import score_synthetic
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    train_set = generate_dataset(args.work / "train", num_videos=args.videos, seed=recipe.seed)
+    train_set = generate_dataset(args.work / "train", num_videos=args.videos, seed=recipe.seed,
+                                 multiple_choice=recipe.multiple_choice)
     held_out = generate_dataset(args.work / "eval", num_videos=args.eval_videos, seed=1000, prefix="eval")
     rows = []
     for name in args.only or list(VARIANTS):

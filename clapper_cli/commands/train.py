@@ -235,6 +235,9 @@ def synth(
     captions: Annotated[bool, typer.Option("--captions/--no-captions", help="Add a caption turn per video.")] = True,
     multi_turn: Annotated[bool, typer.Option("--multi-turn", help="One record per video, its questions as "
                                              "turns (default: one record per question).")] = False,
+    multiple_choice: Annotated[float, typer.Option("--multiple-choice", min=0.0, max=1.0, metavar="SHARE",
+                                                   help="Share of questions asked with lettered options, "
+                                                   "answered with a letter, as `clapper eval` asks.")] = 0.0,
 ) -> None:
     """Write a synthetic temporal dataset: shapes that move, appear, vanish and change colour, with questions."""
     from clapper_core.errors import ConfigError
@@ -245,7 +248,7 @@ def synth(
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     summary = generate_dataset(out_dir, num_videos=num_videos, seed=seed, config=world, captions=captions,
-                               multi_turn=multi_turn)
+                               multi_turn=multi_turn, multiple_choice=multiple_choice)
     families = ", ".join(f"{k} {v}" for k, v in summary.family_counts.items())
     print(f"wrote {summary.num_videos} videos, {summary.num_questions} questions ({families})", file=sys.stderr)
     typer.echo(str(summary.train_file))

@@ -20,49 +20,16 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 import sys
 from pathlib import Path
 
 from clapper_core.errors import DataError
 from clapper_core.eval.answers import LETTERS
+from clapper_core.synthetic.questions import NUM_OPTIONS, options_for
 
-NUM_OPTIONS = 4
+__all__ = ["NUM_OPTIONS", "options_for", "synthetic_to_videomme", "main"]
 PARQUET_NAME = "test-00000-of-00001.parquet"
-
-
-def _pool(family: str, question: str, answer: str) -> list[str]:
-    """Every answer of this family that could stand as an option."""
-    from clapper_core.synthetic import COLOURS, DIRECTIONS, SHAPES
-
-    if family == "colour":
-        return list(COLOURS)
-    if family == "shape":
-        return list(SHAPES)
-    if family == "direction":
-        return list(DIRECTIONS)
-    if family in ("count", "times"):
-        return [str(n) for n in range(0, 6)]
-    if family == "change":
-        return ["nothing changed", "it disappeared"] + [f"it turned {c}" for c in COLOURS]
-    if family == "order":
-        m = re.fullmatch(r"Which happened first, (.+) or (.+)\?", question)
-        if m:
-            return [m.group(1), m.group(2)]
-    return [answer]
-
-
-def options_for(qid: str, family: str, question: str, answer: str, *, num_options: int = NUM_OPTIONS
-                ) -> tuple[list[str], int]:
-    """(options, index of the answer): the answer plus distractors, in a seeded order."""
-    rng = random.Random(f"clapper-synthetic-mc:{qid}")
-    others = [o for o in dict.fromkeys(_pool(family, question, answer)) if o != answer]
-    options = [answer] + rng.sample(others, min(num_options - 1, len(others)))
-    if len(options) < 2:
-        raise DataError(f"question {qid} ({family}) has no distractor for answer {answer!r}.")
-    rng.shuffle(options)
-    return options, options.index(answer)
 
 
 def _place_video(src: Path, dst: Path) -> None:
@@ -92,7 +59,10 @@ def synthetic_to_videomme(synth_dir: str | Path, out_dir: str | Path, *, num_opt
         vid = qa["id"]
         k = per_video[vid] = per_video.get(vid, 0) + 1
         qid = f"{vid}-{k}"
-        options, answer = options_for(qid, qa["family"], qa["question"], qa["answer"], num_options=num_options)
+        try:
+            options, answer = options_for(qid, qa["family"], qa["question"], qa["answer"], num_options=num_options)
+        except ValueError as e:
+            raise DataError(f"{qa_file} line {n}: {e}") from None
         src = synth / qa["video"]
         if not src.is_file():
             raise DataError(f"{qa_file} line {n}: video {src} is missing; regenerate the world.")

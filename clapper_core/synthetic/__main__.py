@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix", default="synth", help="video file name prefix")
     parser.add_argument("--no-captions", action="store_true", help="leave the caption turn out of train.jsonl")
     parser.add_argument("--multi-turn", action="store_true", help="one record per video, its questions as turns")
+    parser.add_argument("--multiple-choice", type=float, default=0.0, metavar="SHARE",
+                        help="share of questions asked with lettered options, answered with a letter (0 to 1)")
     args = parser.parse_args(argv)
     try:
         world = WorldConfig(size=args.size, fps=args.fps, seconds=args.seconds)
@@ -35,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             prefix=args.prefix,
             captions=not args.no_captions,
             multi_turn=args.multi_turn,
+            multiple_choice=args.multiple_choice,
         )
     except ValueError as exc:
         parser.error(str(exc))

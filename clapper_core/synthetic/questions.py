@@ -14,12 +14,13 @@ import random
 import re
 from dataclasses import dataclass
 
-from clapper_core.synthetic.world import Scene, SceneObject
+from clapper_core.synthetic.world import COLOURS, DIRECTIONS, SHAPES, Scene, SceneObject
 
 ONE_FRAME_FAMILIES: tuple[str, ...] = ("colour", "shape", "count")
 TIME_FAMILIES: tuple[str, ...] = ("direction", "order", "change", "times")
 FAMILIES: tuple[str, ...] = ONE_FRAME_FAMILIES + TIME_FAMILIES
 CAPTION_PROMPT = "Describe this video in detail."  # `clapper caption`'s default prompt
+NUM_OPTIONS = 4  # lettered options of a multiple-choice question
 
 
 @dataclass(frozen=True)
@@ -117,3 +118,38 @@ def caption_for(scene: Scene) -> str:
             parts.append(f"{name} stays still")
     return " ".join(p[0].upper() + p[1:] + "." for p in parts)
 
+
+
+# --- multiple choice ---------------------------------------------------------------------------
+
+
+def answer_pool(family: str, question: str, answer: str) -> list[str]:
+    """Every answer of this family that could stand as an option."""
+    if family == "colour":
+        return list(COLOURS)
+    if family == "shape":
+        return list(SHAPES)
+    if family == "direction":
+        return list(DIRECTIONS)
+    if family in ("count", "times"):
+        return [str(n) for n in range(0, 6)]
+    if family == "change":
+        return ["nothing changed", "it disappeared"] + [f"it turned {c}" for c in COLOURS]
+    if family == "order":
+        m = re.fullmatch(r"Which happened first, (.+) or (.+)\?", question)
+        if m:
+            return [m.group(1), m.group(2)]
+    return [answer]
+
+
+def options_for(qid: str, family: str, question: str, answer: str, *, num_options: int = NUM_OPTIONS
+                ) -> tuple[list[str], int]:
+    """(options, index of the answer): the answer plus distractors from the family's answers, in an
+    order drawn from a generator seeded by `qid` (the same question always gets the same options)."""
+    rng = random.Random(f"clapper-synthetic-mc:{qid}")
+    others = [o for o in dict.fromkeys(answer_pool(family, question, answer)) if o != answer]
+    options = [answer] + rng.sample(others, min(num_options - 1, len(others)))
+    if len(options) < 2:
+        raise ValueError(f"question {qid} ({family}) has no distractor for answer {answer!r}")
+    rng.shuffle(options)
+    return options, options.index(answer)

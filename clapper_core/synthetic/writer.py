@@ -3,7 +3,8 @@
 `generate_dataset(out_dir, num_videos=..., seed=...)` writes
 
     out_dir/videos/<prefix>00000.mp4 ...
-    out_dir/train.jsonl   LLaVA conversation records, one per question (or per video, multi_turn=True)
+    out_dir/train.jsonl   LLaVA conversation records, one per question (or per video, multi_turn=True);
+                          a `multiple_choice` share of them lettered, as `clapper eval` asks
     out_dir/qa.jsonl      one line per question: id, video, family, question, answer (for scoring)
 
 Everything is a pure function of (seed, video index, WorldConfig): video i is the same whether
@@ -20,7 +21,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from clapper_core.synthetic.questions import CAPTION_PROMPT, QA, caption_for, questions_for
+from clapper_core.synthetic.questions import CAPTION_PROMPT, QA, caption_for, options_for, questions_for
 from clapper_core.synthetic.world import Scene, WorldConfig, render_frames, sample_scene
 
 
@@ -75,13 +76,23 @@ def make_video(
 
 
 def to_llava_records(video: SyntheticVideo, rel_path: str, *, rng: random.Random, captions: bool,
-                     multi_turn: bool) -> list[dict]:
+                     multi_turn: bool, multiple_choice: float = 0.0) -> list[dict]:
     """LLaVA conversation records of a video: one per question (default), or one with every question.
 
     One question per record keeps answers independent: in a multi-turn record an earlier answer (a
     caption, say) often gives a later one away, and a model learns to copy instead of to look.
+    A `multiple_choice` share of the questions is asked as `clapper eval` asks them (lettered
+    options, the same as the benchmark of this world would offer, answered with a letter).
     """
-    turns = [(qa.question, qa.answer) for qa in video.qas]
+    from clapper_core.eval.answers import format_prompt, letter
+
+    turns = []
+    for k, qa in enumerate(video.qas, start=1):
+        if multiple_choice > 0 and rng.random() < multiple_choice:
+            options, right = options_for(f"{video.id}-{k}", qa.family, qa.question, qa.answer)
+            turns.append((format_prompt(qa.question, options), letter(right)))
+        else:
+            turns.append((qa.question, qa.answer))
     if captions:
         turns.append((CAPTION_PROMPT, video.caption))
     rng.shuffle(turns)
@@ -105,11 +116,14 @@ def generate_dataset(
     prefix: str = "synth",
     captions: bool = True,
     multi_turn: bool = False,
+    multiple_choice: float = 0.0,
     on_video=None,
 ) -> DatasetSummary:
     """Write `num_videos` videos with their train.jsonl and qa.jsonl; see the module docstring."""
     if num_videos < 1:
         raise ValueError(f"num_videos={num_videos} must be at least 1")
+    if not 0.0 <= multiple_choice <= 1.0:
+        raise ValueError(f"multiple_choice={multiple_choice} is a share of the questions, between 0 and 1")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
@@ -119,7 +133,8 @@ def generate_dataset(
         for i in range(num_videos):
             video = make_video(out, i, seed=seed, config=config, prefix=prefix)
             rel = f"videos/{video.path.name}"
-            for rec in to_llava_records(video, rel, rng=order_rng, captions=captions, multi_turn=multi_turn):
+            for rec in to_llava_records(video, rel, rng=order_rng, captions=captions, multi_turn=multi_turn,
+                                        multiple_choice=multiple_choice):
                 train_f.write(json.dumps(rec) + "\n")
             for qa in video.qas:
                 row = {"id": video.id, "video": rel, "family": qa.family, "question": qa.question, "answer": qa.answer}

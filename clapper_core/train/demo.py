@@ -47,15 +47,22 @@ class Recipe:
     stage1_lr: float = 2e-3
     stage2_lr: float = 2e-3
     vocab_size: int = 400
+    multiple_choice: float = 0.25  # share of questions asked with lettered options, as `clapper eval` asks
 
 
 def world_texts(n: int = 4000, seed: int = 12345) -> list[str]:
     """Every kind of sentence the world produces (questions, answers, captions), for the tokenizer."""
+    from clapper_core.eval.answers import format_prompt
+    from clapper_core.synthetic.questions import options_for
+
     rng = random.Random(seed)
     texts = [CAPTION_PROMPT]
-    for _ in range(n):
+    for i in range(n):
         scene = sample_scene(rng)
-        texts += [f"{qa.question} {qa.answer}" for qa in questions_for(scene, rng)]
+        for k, qa in enumerate(questions_for(scene, rng)):
+            texts.append(f"{qa.question} {qa.answer}")
+            if k % 4 == 0:  # the lettered form, its instruction and letters
+                texts.append(format_prompt(qa.question, options_for(f"t{i}-{k}", qa.family, qa.question, qa.answer)[0]))
         texts.append(caption_for(scene))
     return texts
 
@@ -145,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     say(f"writing {recipe.videos} synthetic videos to {work / 'data'}")
-    summary = generate_dataset(work / "data", num_videos=recipe.videos, seed=recipe.seed, config=WorldConfig())
+    summary = generate_dataset(work / "data", num_videos=recipe.videos, seed=recipe.seed, config=WorldConfig(),
+                               multiple_choice=recipe.multiple_choice)
     base = build_recipe_model(work / "base", recipe=recipe)
 
     def on_step(s):

@@ -96,3 +96,28 @@ def test_one_record_per_question_by_default(tmp_path):
     records = [json.loads(x) for x in s.train_file.read_text().splitlines()]
     assert len(records) == s.num_questions + 3  # and one caption record per video
     assert all(len(r["conversations"]) == 2 for r in records)
+
+
+def test_a_multiple_choice_share_is_asked_as_clapper_eval_asks(tmp_path):
+    """Lettered records use eval's prompt and the benchmark's options; the letter names the answer."""
+    from clapper_core.eval.answers import INSTRUCTION, extract_choice
+    from clapper_core.synthetic.questions import options_for
+
+    s = generate_dataset(tmp_path, num_videos=12, seed=3, multiple_choice=0.5)
+    qa = {}
+    for row in map(json.loads, s.qa_file.read_text().splitlines()):
+        qa.setdefault(row["id"], []).append(row)
+    lettered = open_ended = 0
+    for r in map(json.loads, s.train_file.read_text().splitlines()):
+        prompt, answer = r["conversations"][0]["value"], r["conversations"][1]["value"]
+        if INSTRUCTION not in prompt:
+            open_ended += 1
+            continue
+        lettered += 1
+        question = prompt.removeprefix("<video>\n").split("\n")[0]
+        k, row = next((k, row) for k, row in enumerate(qa[r["id"]], start=1) if row["question"] == question)
+        options, right = options_for(f"{r['id']}-{k}", row["family"], row["question"], row["answer"])
+        assert extract_choice(answer, options) == right
+        assert all(f"{'ABCD'[i]}. {o}" in prompt for i, o in enumerate(options))
+    assert lettered > 10 and open_ended > 10
+    assert generate_dataset(tmp_path / "none", num_videos=12, seed=3).num_questions == s.num_questions

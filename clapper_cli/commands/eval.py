@@ -74,6 +74,12 @@ def eval_command(
         typer.Option("--frames", help="Fixed frames per video instead of the budget.", show_default=False,
                      rich_help_panel=BENCH_PANEL),
     ] = None,
+    fps: Annotated[
+        Optional[float],
+        typer.Option("--fps", help="Sample this many frames per second, up to what the budget (or --frames) "
+                     "allows (default: that many frames spread over the whole video).", show_default=False,
+                     rich_help_panel=BENCH_PANEL),
+    ] = None,
     limit: Annotated[
         Optional[int],
         typer.Option("--limit", help="Only the first N questions (after --shuffle).", show_default=False,
@@ -122,11 +128,11 @@ def eval_command(
                             max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
     if settings.sources.get("max_new_tokens") == "default":
         settings = replace(settings, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
-    options = EvalOptions(max_visual_tokens=max_visual_tokens, frames=frames, overwrite=overwrite)
+    options = EvalOptions(max_visual_tokens=max_visual_tokens, frames=frames, fps=fps, overwrite=overwrite)
     bench = load_benchmark(benchmark, video_root=video_root, format=opt.choice_value(format))
     bench = bench.select(limit=limit, shuffle=shuffle, seed=seed or 0)
     if output_dir is None:
-        budget = f"{frames}f" if frames else f"{max_visual_tokens}tok"
+        budget = (f"{frames}f" if frames else f"{max_visual_tokens}tok") + (f"-{fps:g}fps" if fps else "")
         output_dir = Path("clapper-eval") / f"{_slug(bench.name)}-{_slug(Path(settings.model).name)}-{budget}"
     # under torchrun only rank 0 talks; the other ranks still print their errors
     with Display(quiet=quiet or not dist_info().is_main, json_output=json_output, batch=True) as display:

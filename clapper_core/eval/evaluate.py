@@ -47,6 +47,7 @@ class EvalOptions:
 
     max_visual_tokens: int | None = DEFAULT_MAX_VISUAL_TOKENS  # the budget; the largest frame count that fits
     frames: int | None = None  # a fixed frame count instead of the budget
+    fps: float | None = None  # sample at this rate, up to the frames above (None: those frames spread evenly)
     overwrite: bool = False  # start afresh instead of resuming
 
     def __post_init__(self) -> None:
@@ -55,6 +56,8 @@ class EvalOptions:
             raise ConfigError(f"--frames must be a whole number >= 1, got {self.frames!r}; try --frames 32.")
         if self.frames is None and self.max_visual_tokens is None:
             raise ConfigError("give --max-visual-tokens or --frames.")
+        if self.fps is not None and not self.fps > 0:
+            raise ConfigError(f"--fps must be positive, got {self.fps}; try --fps 1.")
 
 
 @dataclass
@@ -264,7 +267,8 @@ def evaluate(
     frames = options.frames or model_frames_for_budget(config, options.max_visual_tokens)
     planned = model_visual_tokens(config, frames)
     if options.frames is None:
-        emit(Event("notice", message=f"{frames} frames per video fit the budget of "
+        upto = f"at {options.fps:g} fps, up to " if options.fps is not None else ""
+        emit(Event("notice", message=f"{upto}{frames} frames per video fit the budget of "
                                      f"{options.max_visual_tokens:,} visual tokens ({planned:,} used)."))
 
     if benchmark.missing_videos:
@@ -276,12 +280,17 @@ def evaluate(
 
     from clapper_core.video import SamplingConfig
 
-    sampling = SamplingConfig(num_frames=frames, max_frames=frames, segment_size=config.segment_size)
+    if options.fps is None:  # the frames spread evenly over each video, as benchmarks are usually run
+        sampling = SamplingConfig(num_frames=frames, max_frames=frames, segment_size=config.segment_size)
+    else:  # `fps` frames per second, never more than the budget allows
+        sampling = SamplingConfig(fps=options.fps, max_frames=frames, segment_size=config.segment_size)
     generation = settings.generation_config()
     run = {"benchmark": benchmark.name, "format": benchmark.format, "model": settings.model,
            "frames": frames, "max_visual_tokens": options.max_visual_tokens if options.frames is None else None,
            "prompt_version": PROMPT_VERSION, "max_new_tokens": generation.max_new_tokens,
            "temperature": generation.temperature}
+    if options.fps is not None:
+        run["fps"] = options.fps
     _check_run_file(out / RUN_FILE, run, overwrite=options.overwrite, is_main=info.is_main)
 
     questions = benchmark.questions

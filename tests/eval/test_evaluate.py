@@ -91,6 +91,21 @@ def test_frames_fix_the_count_and_budget_is_recorded(fake, bench_path, tmp_path)
     assert report.frames == 24 and report.max_visual_tokens == 1500
 
 
+def test_fps_samples_at_a_rate_up_to_the_budget(fake, bench_path, tmp_path):
+    """The 3-s videos at 1 fps give 3 frames (one segment) whatever the budget; at 2 fps the 6 frames
+    are cut to the 4 that --frames allows. The sampling rate is part of what a run file pins."""
+    bench = load_benchmark(bench_path)
+    report = evaluate(bench, fake_settings(), EvalOptions(max_visual_tokens=1500, fps=1), output_dir=tmp_path / "a")
+    assert report.frames == 24 and report.frames_used == {"min": 3, "mean": 3.0, "max": 3}
+    assert report.visual_tokens["max"] == 245
+    report = evaluate(bench, fake_settings(), EvalOptions(frames=4, fps=2), output_dir=tmp_path / "b")
+    assert report.frames_used["max"] == 4
+    with pytest.raises(ConfigError, match="fps"):
+        evaluate(bench, fake_settings(), EvalOptions(frames=4, fps=1), output_dir=tmp_path / "b")
+    with pytest.raises(ConfigError, match="--fps"):
+        EvalOptions(fps=0)
+
+
 def test_resume_after_interruption_gives_the_uninterrupted_result(fake, bench_path, tmp_path, monkeypatch):
     bench = load_benchmark(bench_path)
     evaluate(bench, fake_settings(), EvalOptions(frames=8), output_dir=tmp_path / "whole")

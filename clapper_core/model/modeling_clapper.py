@@ -60,9 +60,9 @@ class ClapperPreTrainedModel(PreTrainedModel):
             # The motion features start at full weight beside the patches they come from.
             init.eye_(module.motion_proj.weight)
             init.zeros_(module.motion_proj.bias)
-            # Zero gate: an untrained perceiver must stay exactly average pooling, also when
-            # from_pretrained initialises it as a missing module of a LLaVA-OneVision checkpoint.
-            init.zeros_(module.gate)
+            # Zero gate by default: an untrained perceiver must stay exactly average pooling, also
+            # when from_pretrained initialises it as a missing module of a LLaVA-OneVision checkpoint.
+            init.constant_(module.gate, self.config.perceiver_gate_init)
 
 
 class ClapperMultiModalProjector(nn.Module):

@@ -73,7 +73,8 @@ def build_recipe_model(out_dir: Path, *, recipe: Recipe = Recipe(), **overrides)
 
     vision = {**VISION, **overrides.pop("vision_config", {})}
     text = {**TEXT, **overrides.pop("text_config", {})}
-    fields = dict(perceiver_grid=3, perceiver_depth=2, perceiver_heads=4, perceiver_mlp_ratio=2)
+    fields = dict(perceiver_grid=3, perceiver_depth=2, perceiver_heads=4, perceiver_mlp_ratio=2,
+                  perceiver_gate_init=1.0)  # trained from scratch: the perceiver's gate starts open
     fields.update(overrides)
     out = build_tiny_clapper(out_dir, seed=recipe.seed, vocab_size=recipe.vocab_size, texts=world_texts(),
                              vision_config=vision, text_config=text, **fields)

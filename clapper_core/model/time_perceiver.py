@@ -3,7 +3,8 @@
     pooled = spatio-temporal average of the segment's patch grids, to grid x grid   # (S, G*G, D)
     motion = each frame's patches minus the keyframe's                              # (S, F, P, D)
     ctx    = patches + motion_proj(motion) + temporal and spatial position          # keys and values
-    h      = pooled + latents + latent position                                     # the queries
+    moves  = motion_in(each frame's motion pooled to grid x grid, frames side by side)  # (S, G*G, D)
+    h      = pooled + moves + latents + latent position                             # the queries
     h      = perceiver layers over h, attending to every patch of every real frame,
              frames past a segment's length masked out
     out    = pooled + gate * proj(norm(h))                  # gate = 0 at init unless the config opens it
@@ -11,7 +12,9 @@
 Average pooling keeps where things are on average and loses where they went: on a 3x3 grid an
 object that moves a third of a cell barely changes the average. The motion features make the
 change itself a value the perceiver can read directly (a softmax-weighted sum of frames cannot
-subtract one frame from another); static content cancels out of them.
+subtract one frame from another); static content cancels out of them. Pooled per frame and kept
+in frame order, they also give every query a linear path from "what moved where, when" to the
+output, before any attention has been learned.
 
 With the gate at zero (the default) an untrained TimePerceiver *is* average pooling, so a model
 assembled from pretrained SigLIP + projector + LLM already answers sensibly; training only improves
@@ -28,18 +31,23 @@ from torch import nn
 from clapper_core.model.configuration_clapper import ClapperConfig
 
 
+def grid_pool(patches: torch.Tensor, grid: int) -> torch.Tensor:
+    """Each frame's patch grid average-pooled to grid x grid: (S, F, g*g, D) -> (S, F, grid*grid, D)."""
+    S, Fr, P, D = patches.shape
+    g = int(P**0.5)
+    assert g * g == P, f"{P} patches do not form a square grid"
+    x = patches.reshape(S * Fr, g, g, D).permute(0, 3, 1, 2)  # (S*F, D, g, g)
+    x = F.adaptive_avg_pool2d(x, grid)  # (S*F, D, grid, grid)
+    return x.reshape(S, Fr, D, grid * grid).transpose(2, 3)  # (S, F, grid*grid, D)
+
+
 def spatiotemporal_avg_pool(patches: torch.Tensor, frame_mask: torch.Tensor, grid: int) -> torch.Tensor:
     """Average the real frames of each segment, each frame's patch grid pooled to grid x grid.
 
     patches: (S, F, P, D) with P = g*g; frame_mask: (S, F) bool, True for real frames.
     Returns (S, grid*grid, D).
     """
-    S, Fr, P, D = patches.shape
-    g = int(P**0.5)
-    assert g * g == P, f"{P} patches do not form a square grid"
-    x = patches.reshape(S * Fr, g, g, D).permute(0, 3, 1, 2)  # (S*F, D, g, g)
-    x = F.adaptive_avg_pool2d(x, grid)  # (S*F, D, grid, grid)
-    x = x.reshape(S, Fr, D, grid * grid).transpose(2, 3)  # (S, F, grid*grid, D)
+    x = grid_pool(patches, grid)  # (S, F, grid*grid, D)
     w = frame_mask.to(x.dtype)[:, :, None, None]  # (S, F, 1, 1)
     return (x * w).sum(1) / w.sum(1).clamp(min=1)  # (S, grid*grid, D)
 
@@ -101,6 +109,7 @@ class TimePerceiver(nn.Module):
         self.spatial_pos = nn.Parameter(torch.zeros(config.patch_grid**2, D))
         self.latent_pos = nn.Parameter(torch.zeros(self.grid**2, D))
         self.motion_proj = nn.Linear(D, D)  # identity at init (`_init_weights`)
+        self.motion_in = nn.Linear(self.max_frames * D, D)  # unit gain at init (`_init_weights`)
         self.layers = nn.ModuleList(
             TimePerceiverLayer(D, config.perceiver_heads, config.perceiver_mlp_ratio, eps)
             for _ in range(config.perceiver_depth)
@@ -120,7 +129,11 @@ class TimePerceiver(nn.Module):
         ctx = patches + self.motion_proj(motion) + self.temporal_pos[:Fr, None, :] + self.spatial_pos  # (S, F, P, D)
         ctx = ctx.reshape(S, Fr * P, D)  # (S, F*P, D)
         key_mask = frame_mask[:, :, None].expand(S, Fr, P).reshape(S, Fr * P)  # (S, F*P)
-        h = pooled + self.latents + self.latent_pos  # (S, G, D)
+        moves = grid_pool(motion * frame_mask[:, :, None, None], self.grid)  # (S, F, G, D)
+        if Fr < self.max_frames:  # a short segment tensor: the missing frames moved nothing
+            moves = F.pad(moves, (0, 0, 0, 0, 0, self.max_frames - Fr))  # (S, Fmax, G, D)
+        moves = self.motion_in(moves.transpose(1, 2).flatten(2))  # (S, G, Fmax*D) -> (S, G, D)
+        h = pooled + moves + self.latents + self.latent_pos  # (S, G, D)
         for layer in self.layers:
             h = layer(h, ctx, key_mask)
         return pooled + self.gate * self.out_proj(self.out_norm(h))

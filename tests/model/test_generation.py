@@ -26,7 +26,7 @@ def test_greedy_is_deterministic_and_streaming_equals_ask(session):
     assert len(pieces) >= 1
     assert "".join(pieces) == session.ask("what happens?", GREEDY) == session.ask("what happens?", GREEDY)
     stats = session.last_stats
-    assert stats.new_tokens == 10 and stats.prefill_s > 0 and stats.tokens_per_s > 0
+    assert 1 <= stats.new_tokens <= 10 and stats.prefill_s > 0 and stats.tokens_per_s > 0
 
 
 def test_matches_transformers_generate(session, tiny_loaded, tiny_frames):

@@ -142,4 +142,4 @@ def test_four_bit_on_the_cpu_loads_and_generates(tiny_model_dir, tiny_frames):
     session = VideoSession(loaded, frames=frames, timestamps=ts)
     gen = GenerationConfig(max_new_tokens=5)
     assert session.ask("what happens?", gen) == session.ask("what happens?", gen)
-    assert session.last_stats.new_tokens == 5
+    assert 1 <= session.last_stats.new_tokens <= 5  # a random model may stop early

@@ -90,7 +90,8 @@ def test_init_weights_keeps_the_gate_at_zero():
 def test_motion_features_tell_frame_order_apart():
     """Without temporal position the perceiver sees a segment's patches as a set: played forwards
     or backwards, a segment gives the same output, as average pooling does. The motion features
-    (each frame minus the keyframe) are what tell the two apart."""
+    (each frame minus the keyframe), in the keys and values or pooled into the queries, are what
+    tell the two apart."""
     torch.manual_seed(0)
     tp = TimePerceiver(_config(grid=3, patch_grid=9)).eval()
     x, mask = torch.randn(1, 4, 81, 16), torch.ones(1, 4, dtype=torch.bool)
@@ -98,10 +99,14 @@ def test_motion_features_tell_frame_order_apart():
     with torch.no_grad():
         tp.gate.fill_(1.0)
         tp.temporal_pos.zero_()
-        tp.motion_proj.weight.zero_()
-        tp.motion_proj.bias.zero_()
+        for lin in (tp.motion_proj, tp.motion_in):
+            lin.weight.zero_()
+            lin.bias.zero_()
         torch.testing.assert_close(tp(x, mask), tp(rev, mask))
         tp.motion_proj.weight.copy_(torch.eye(16))
+        assert (tp(x, mask) - tp(rev, mask)).abs().max() > 1e-3
+        tp.motion_proj.weight.zero_()
+        tp.motion_in.weight.normal_(0.0, 0.1)
         assert (tp(x, mask) - tp(rev, mask)).abs().max() > 1e-3
 
 

@@ -12,13 +12,17 @@ The keyframe is the first sampled frame of the segment, and the synthetic world 
 time (the mover is still in the first second, every event comes later), so the time-only
 families (direction, order, change, times) need the other frames of the segment.
 
-    python bench/temporal.py                      # the default run (about 15 minutes on 2 CPU cores)
+    python bench/temporal.py                      # the default run (about an hour on 2 CPU cores)
+    python bench/temporal.py --only "keyframe only" &  python bench/temporal.py --only "keyframe + avg pool" &
+    python -m clapper_core.train.demo --work runs/demo; wait
+    python bench/temporal.py --reuse --perceiver-from runs/demo/stage2   # the same, as parallel processes
     python bench/temporal.py --stage2-steps 1500 --videos 2000 --eval-videos 300   # longer
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -36,14 +40,30 @@ VARIANTS = {
 }
 
 
+def _dataset(out: Path, *, qa: bool = False, **kwargs) -> Path:
+    """The train.jsonl (or qa.jsonl) of a synthetic set, written once: parallel runs share it."""
+    done = out / "complete.json"
+    if not done.is_file() or json.loads(done.read_text()) != kwargs:
+        generate_dataset(out, **kwargs)
+        done.write_text(json.dumps(kwargs))
+    return out / ("qa.jsonl" if qa else "train.jsonl")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, default=ROOT / "runs/bench_temporal")
-    p.add_argument("--videos", type=int, default=1000, help="training videos")
+    p.add_argument("--videos", type=int, default=Recipe.videos, help="training videos")
     p.add_argument("--eval-videos", type=int, default=150, help="held-out videos (seed 1000)")
-    p.add_argument("--stage1-steps", type=int, default=60)
-    p.add_argument("--stage2-steps", type=int, default=700)
+    p.add_argument("--stage1-steps", type=int, default=Recipe.stage1_steps)
+    p.add_argument("--stage2-steps", type=int, default=Recipe.stage2_steps)
     p.add_argument("--only", choices=list(VARIANTS), action="append", help="run only these variants")
+    p.add_argument("--reuse", action="store_true",
+                   help="score a variant already trained under --work instead of training it again "
+                        "(to run the variants as parallel processes, then print one table)")
+    p.add_argument("--perceiver-from", type=Path, metavar="DIR",
+                   help="score this model as the perceiver variant instead of training one: the demo "
+                        "recipe's output (python -m clapper_core.train.demo --work runs/demo gives "
+                        "runs/demo/stage2), which is that variant trained on the same videos")
     args = p.parse_args(argv)
     recipe = Recipe(videos=args.videos, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps)
 
@@ -52,20 +72,27 @@ def main(argv: list[str] | None = None) -> int:
     from clapper_core.train.synth_eval import score_synthetic
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    train_set = generate_dataset(args.work / "train", num_videos=args.videos, seed=recipe.seed,
-                                 multiple_choice=recipe.multiple_choice)
-    held_out = generate_dataset(args.work / "eval", num_videos=args.eval_videos, seed=1000, prefix="eval")
+    train_file = _dataset(args.work / "train", num_videos=args.videos, seed=recipe.seed,
+                          multiple_choice=recipe.multiple_choice)
+    qa_file = _dataset(args.work / "eval", num_videos=args.eval_videos, seed=1000, prefix="eval", qa=True)
     rows = []
     for name in args.only or list(VARIANTS):
         t0 = time.perf_counter()
         work = args.work / name.replace(" ", "_").replace("+", "plus")
-        base = build_recipe_model(work / "base", recipe=recipe, **{k: dict(v) if isinstance(v, dict) else v
-                                                                   for k, v in VARIANTS[name].items()})
-        log(f"[{name}] training ({recipe.stage1_steps} + {recipe.stage2_steps} steps)")
-        final = train_recipe(base, train_set.train_file, work, recipe=recipe)
+        final = work / "stage2"
+        if name == "keyframe + perceiver" and args.perceiver_from is not None:
+            final = args.perceiver_from
+            log(f"[{name}] scoring {final} (trained by the demo recipe)")
+        elif args.reuse and (final / "model.safetensors").is_file():
+            log(f"[{name}] scoring {final} (already trained)")
+        else:
+            base = build_recipe_model(work / "base", recipe=recipe, **{k: dict(v) if isinstance(v, dict) else v
+                                                                       for k, v in VARIANTS[name].items()})
+            log(f"[{name}] training ({recipe.stage1_steps} + {recipe.stage2_steps} steps)")
+            final = train_recipe(base, train_file, work, recipe=recipe)
         loaded = load_model(LoadConfig(model=str(final), device="cpu"))
         budget = segment_token_count(loaded.model.config, loaded.model.config.segment_size)
-        scores = score_synthetic(loaded, held_out.qa_file)
+        scores = score_synthetic(loaded, qa_file)
         rows.append((name, budget, scores, time.perf_counter() - t0))
         log(f"[{name}] done in {time.perf_counter() - t0:.0f}s")
 
@@ -84,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         ko, tp = by["keyframe only"], by["keyframe + perceiver"]
         print(f"perceiver vs keyframe only: time-only {100 * (tp.time_only - ko.time_only):+.1f} points, "
               f"one-frame {100 * (tp.one_frame - ko.one_frame):+.1f} points")
-    print(f"training + scoring time per model: " + ", ".join(f"{r[0]} {r[3]:.0f}s" for r in rows))
+    print("time per model (training when it ran, and scoring): " + ", ".join(f"{r[0]} {r[3]:.0f}s" for r in rows))
     return 0
 
 

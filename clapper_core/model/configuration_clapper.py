@@ -49,10 +49,6 @@ class ClapperConfig(PreTrainedConfig):
         perceiver_depth: number of perceiver layers (cross-attention + self-attention + MLP).
         perceiver_heads: attention heads of the perceiver (must divide the vision width).
         perceiver_mlp_ratio: MLP width of the perceiver, as a multiple of the vision width.
-        perceiver_gate_init: the perceiver's output gate at initialisation. 0 (default) makes an
-            untrained perceiver exactly average pooling, which protects a pretrained LLM from a random
-            perceiver; a model trained from scratch has nothing to protect and starts it open (1.0),
-            since a closed gate keeps both the perceiver's output and the gate's gradient small.
         segment_timestamps: prefix each segment's tokens with its start time as text ("[12.0s]").
         vision_feature_layer: which SigLIP hidden state feeds both paths (-1: the last layer).
         vision_feature_mean, vision_feature_std: a fixed per-channel standardisation of the SigLIP
@@ -82,7 +78,6 @@ class ClapperConfig(PreTrainedConfig):
     perceiver_depth: int = 2
     perceiver_heads: int = 16
     perceiver_mlp_ratio: int = 2
-    perceiver_gate_init: float = 0.0
     segment_timestamps: bool = True
     vision_feature_layer: int = -1
     vision_feature_mean: list[float] | None = None

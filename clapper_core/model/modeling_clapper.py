@@ -62,9 +62,9 @@ class ClapperPreTrainedModel(PreTrainedModel):
             init.zeros_(module.motion_proj.bias)
             init.normal_(module.motion_in.weight, mean=0.0, std=module.motion_in.in_features**-0.5)
             init.zeros_(module.motion_in.bias)
-            # Zero gate by default: an untrained perceiver must stay exactly average pooling, also
-            # when from_pretrained initialises it as a missing module of a LLaVA-OneVision checkpoint.
-            init.constant_(module.gate, self.config.perceiver_gate_init)
+            # Zero gate: an untrained perceiver must stay exactly average pooling, also when
+            # from_pretrained initialises it as a missing module of a LLaVA-OneVision checkpoint.
+            init.zeros_(module.gate)
 
 
 class ClapperMultiModalProjector(nn.Module):

@@ -7,7 +7,7 @@
     h      = pooled + moves + latents + latent position                             # the queries
     h      = perceiver layers over h, attending to every patch of every real frame,
              frames past a segment's length masked out
-    out    = pooled + gate * proj(norm(h))                  # gate = 0 at init unless the config opens it
+    out    = pooled + gate * proj(norm(h))                                          # gate = 0 at init
 
 Average pooling keeps where things are on average and loses where they went: on a 3x3 grid an
 object that moves a third of a cell barely changes the average. The motion features make the
@@ -16,9 +16,8 @@ subtract one frame from another); static content cancels out of them. Pooled per
 in frame order, they also give every query a linear path from "what moved where, when" to the
 output, before any attention has been learned.
 
-With the gate at zero (the default) an untrained TimePerceiver *is* average pooling, so a model
-assembled from pretrained SigLIP + projector + LLM already answers sensibly; training only improves
-it. A model trained from scratch starts the gate open (`perceiver_gate_init`).
+With the gate at zero an untrained TimePerceiver *is* average pooling, so a model assembled
+from pretrained SigLIP + projector + LLM already answers sensibly; training only improves it.
 The output stays in the vision width so the one projector serves keyframes and segments.
 """
 

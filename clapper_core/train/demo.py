@@ -41,7 +41,7 @@ class Recipe:
     videos: int = 1200  # training videos (a record per question, and one per caption)
     seed: int = 0
     stage1_steps: int = 50
-    stage2_steps: int = 700
+    stage2_steps: int = 3000
     train_vision: bool = False  # the random SigLIP already separates the world's colours and shapes
     batch_size: int = 32
     stage1_lr: float = 2e-3
@@ -73,8 +73,7 @@ def build_recipe_model(out_dir: Path, *, recipe: Recipe = Recipe(), **overrides)
 
     vision = {**VISION, **overrides.pop("vision_config", {})}
     text = {**TEXT, **overrides.pop("text_config", {})}
-    fields = dict(perceiver_grid=3, perceiver_depth=2, perceiver_heads=4, perceiver_mlp_ratio=2,
-                  perceiver_gate_init=1.0)  # trained from scratch: the perceiver's gate starts open
+    fields = dict(perceiver_grid=3, perceiver_depth=2, perceiver_heads=4, perceiver_mlp_ratio=2)
     fields.update(overrides)
     out = build_tiny_clapper(out_dir, seed=recipe.seed, vocab_size=recipe.vocab_size, texts=world_texts(),
                              vision_config=vision, text_config=text, **fields)

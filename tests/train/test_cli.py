@@ -48,3 +48,12 @@ def test_synth_cli(tmp_path, capsys):
     assert captured.out.strip() == str((tmp_path / "s/train.jsonl").resolve())
     assert "wrote 2 videos" in captured.err
     assert len(list((tmp_path / "s/videos").glob("*.mp4"))) == 2
+    assert "Answer with" not in (tmp_path / "s/train.jsonl").read_text()
+
+
+def test_synth_cli_multiple_choice(tmp_path, capsys):
+    assert main(["train", "synth", str(tmp_path / "s"), "-n", "3", "--multiple-choice", "1"]) == 0
+    records = (tmp_path / "s/train.jsonl").read_text().splitlines()
+    lettered = [r for r in records if "Answer with the option's letter" in r]
+    assert len(lettered) == len(records) - 3  # every question; the 3 caption records stay open
+    assert main(["train", "synth", str(tmp_path / "t"), "--multiple-choice", "2"]) == 2  # a share, 0 to 1

@@ -267,9 +267,13 @@ def evaluate(
     frames = options.frames or model_frames_for_budget(config, options.max_visual_tokens)
     planned = model_visual_tokens(config, frames)
     if options.frames is None:
-        upto = f"at {options.fps:g} fps, up to " if options.fps is not None else ""
-        emit(Event("notice", message=f"{upto}{frames} frames per video fit the budget of "
-                                     f"{options.max_visual_tokens:,} visual tokens ({planned:,} used)."))
+        if options.fps is None:
+            message = (f"{frames} frames per video fit the budget of {options.max_visual_tokens:,} visual tokens "
+                       f"({planned:,} used).")
+        else:
+            message = (f"at {options.fps:g} fps, at most {frames} frames per video ({planned:,} visual tokens, "
+                       f"within the budget of {options.max_visual_tokens:,}).")
+        emit(Event("notice", message=message))
 
     if benchmark.missing_videos:
         missing = benchmark.missing_videos

@@ -125,13 +125,18 @@ class TimePerceiver(nn.Module):
         if not self.training and self.is_untrained():  # the update would be multiplied by zero
             return pooled
         motion = patches - patches[:, :1]  # (S, F, P, D), zero for the keyframe itself
-        ctx = patches + self.motion_proj(motion) + self.temporal_pos[:Fr, None, :] + self.spatial_pos  # (S, F, P, D)
-        ctx = ctx.reshape(S, Fr * P, D)  # (S, F*P, D)
-        key_mask = frame_mask[:, :, None].expand(S, Fr, P).reshape(S, Fr * P)  # (S, F*P)
-        moves = grid_pool(motion * frame_mask[:, :, None, None], self.grid)  # (S, F, G, D)
+        moves = grid_pool(motion, self.grid) * frame_mask[:, :, None, None]  # (S, F, G, D), padding zeroed
         if Fr < self.max_frames:  # a short segment tensor: the missing frames moved nothing
             moves = F.pad(moves, (0, 0, 0, 0, 0, self.max_frames - Fr))  # (S, Fmax, G, D)
         moves = self.motion_in(moves.transpose(1, 2).flatten(2))  # (S, G, Fmax*D) -> (S, G, D)
+        # Built in place: one patch-sized tensor beside `patches` (and `motion` until it is freed).
+        ctx = self.motion_proj(motion)  # (S, F, P, D)
+        del motion
+        ctx += patches
+        ctx += self.temporal_pos[:Fr, None, :]
+        ctx += self.spatial_pos
+        ctx = ctx.reshape(S, Fr * P, D)  # (S, F*P, D)
+        key_mask = frame_mask[:, :, None].expand(S, Fr, P).reshape(S, Fr * P)  # (S, F*P)
         h = pooled + moves + self.latents + self.latent_pos  # (S, G, D)
         for layer in self.layers:
             h = layer(h, ctx, key_mask)

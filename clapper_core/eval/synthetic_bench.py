@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import sys
 from pathlib import Path
 
 from clapper_core.errors import DataError
 from clapper_core.eval.answers import LETTERS
-from clapper_core.synthetic.questions import NUM_OPTIONS, options_for
+from clapper_core.synthetic.questions import NUM_OPTIONS, options_for, question_id
 
 __all__ = ["NUM_OPTIONS", "options_for", "synthetic_to_videomme", "main"]
 PARQUET_NAME = "test-00000-of-00001.parquet"
@@ -58,7 +57,7 @@ def synthetic_to_videomme(synth_dir: str | Path, out_dir: str | Path, *, num_opt
         qa = json.loads(line)
         vid = qa["id"]
         k = per_video[vid] = per_video.get(vid, 0) + 1
-        qid = f"{vid}-{k}"
+        qid = question_id(vid, k)
         try:
             options, answer = options_for(qid, qa["family"], qa["question"], qa["answer"], num_options=num_options)
         except ValueError as e:

@@ -119,8 +119,13 @@ def caption_for(scene: Scene) -> str:
     return " ".join(p[0].upper() + p[1:] + "." for p in parts)
 
 
-
 # --- multiple choice ---------------------------------------------------------------------------
+
+
+def question_id(video_id: str, k: int) -> str:
+    """The id of a video's k-th question (from 1), in qa.jsonl order: it seeds the question's options,
+    so a lettered training record and the benchmark built from the same world offer the same ones."""
+    return f"{video_id}-{k}"
 
 
 def answer_pool(family: str, question: str, answer: str) -> list[str]:

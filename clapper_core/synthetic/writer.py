@@ -21,7 +21,14 @@ from pathlib import Path
 import av
 import numpy as np
 
-from clapper_core.synthetic.questions import CAPTION_PROMPT, QA, caption_for, options_for, questions_for
+from clapper_core.synthetic.questions import (
+    CAPTION_PROMPT,
+    QA,
+    caption_for,
+    options_for,
+    question_id,
+    questions_for,
+)
 from clapper_core.synthetic.world import Scene, WorldConfig, render_frames, sample_scene
 
 
@@ -89,7 +96,7 @@ def to_llava_records(video: SyntheticVideo, rel_path: str, *, rng: random.Random
     turns = []
     for k, qa in enumerate(video.qas, start=1):
         if multiple_choice > 0 and rng.random() < multiple_choice:
-            options, right = options_for(f"{video.id}-{k}", qa.family, qa.question, qa.answer)
+            options, right = options_for(question_id(video.id, k), qa.family, qa.question, qa.answer)
             turns.append((format_prompt(qa.question, options), letter(right)))
         else:
             turns.append((qa.question, qa.answer))

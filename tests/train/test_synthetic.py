@@ -101,7 +101,7 @@ def test_one_record_per_question_by_default(tmp_path):
 def test_a_multiple_choice_share_is_asked_as_clapper_eval_asks(tmp_path):
     """Lettered records use eval's prompt and the benchmark's options; the letter names the answer."""
     from clapper_core.eval.answers import INSTRUCTION, extract_choice
-    from clapper_core.synthetic.questions import options_for
+    from clapper_core.synthetic.questions import options_for, question_id
 
     s = generate_dataset(tmp_path, num_videos=12, seed=3, multiple_choice=0.5)
     qa = {}
@@ -116,7 +116,7 @@ def test_a_multiple_choice_share_is_asked_as_clapper_eval_asks(tmp_path):
         lettered += 1
         question = prompt.removeprefix("<video>\n").split("\n")[0]
         k, row = next((k, row) for k, row in enumerate(qa[r["id"]], start=1) if row["question"] == question)
-        options, right = options_for(f"{r['id']}-{k}", row["family"], row["question"], row["answer"])
+        options, right = options_for(question_id(r["id"], k), row["family"], row["question"], row["answer"])
         assert extract_choice(answer, options) == right
         assert all(f"{'ABCD'[i]}. {o}" in prompt for i, o in enumerate(options))
     assert lettered > 10 and open_ended > 10

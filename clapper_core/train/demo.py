@@ -38,10 +38,10 @@ TEXT = dict(hidden_size=96, intermediate_size=192, num_hidden_layers=4, num_atte
 
 @dataclass(frozen=True)
 class Recipe:
-    videos: int = 1200  # training videos (a record per question, and one per caption)
+    videos: int = 4000  # training videos (a record per question, and one per caption)
     seed: int = 0
     stage1_steps: int = 50
-    stage2_steps: int = 3000
+    stage2_steps: int = 6000
     train_vision: bool = False  # the random SigLIP already separates the world's colours and shapes
     batch_size: int = 32
     stage1_lr: float = 2e-3

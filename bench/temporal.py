@@ -12,7 +12,7 @@ The keyframe is the first sampled frame of the segment, and the synthetic world 
 time (the mover is still in the first second, every event comes later), so the time-only
 families (direction, order, change, times) need the other frames of the segment.
 
-    python bench/temporal.py                      # the default run (about 45 minutes on 2 CPU cores)
+    python bench/temporal.py                      # the default run (over an hour on 2 CPU cores)
     python bench/temporal.py --only "keyframe only" &  python bench/temporal.py --only "keyframe + avg pool" &
     python -m clapper_core.train.demo --work runs/demo; wait
     python bench/temporal.py --reuse --perceiver-from runs/demo/stage2   # the same, as parallel processes

@@ -1,13 +1,22 @@
-"""How much of a segment's motion survives each fast-path summary? Linear probes on the demo's vision features.
+"""How much of a segment's motion survives each fast-path summary? Probes on the demo's vision features.
 
-The demo recipe's random SigLIP (standardised features) encodes 4 frames at 1 fps of synthetic scenes; a
-logistic-regression probe is trained to read the mover's direction (4 classes) from:
+The demo recipe's random SigLIP (standardised features) encodes 4 frames at 1 fps of synthetic scenes.
+
+Direction: a logistic-regression probe is trained to read the mover's direction (4 classes) from:
 
     keyframe                the keyframe's 8x8 patch grid
     keyframe + 3x3 average  ... and the segment's spatio-temporal average on the 3x3 grid (average pooling)
     3x3 motion              the last frame minus the keyframe, pooled to the 3x3 grid (what the
                             TimePerceiver's motion features give its queries)
     keyframe + 3x3 motion   both
+
+Colour changes: a one-hidden-layer MLP probe is trained to count how many times a corner object changes
+colour (0 to 3, the "times" family) from the 3x3 cell the object sits in, per frame:
+
+    cell average            the cell averaged over the 4 frames (what average pooling keeps)
+    cell, 4 frames          the cell in each frame, in order
+    cell minus keyframe     frames 2-4 minus the keyframe (the TimePerceiver's motion features)
+    frame-to-frame sizes    the size (L2 norm) of each frame's change from the one before: 3 numbers
 
     python bench/motion_probe.py            # about a minute on 2 CPU cores
 """
@@ -28,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scenes", type=int, default=800, help="scenes (three quarters train the probe)")
     p.add_argument("--seed", type=int, default=3)
+    p.add_argument("--count-scenes", type=int, default=3000, help="scenes for the colour-change probe")
     args = p.parse_args(argv)
 
     import torch
@@ -62,21 +72,78 @@ def main(argv: list[str] | None = None) -> int:
             labels.append(dirs.index(scene.mover.direction))
     y = torch.tensor(labels)
     n = args.scenes * 3 // 4
-    print(f"direction of motion, 4 classes (chance 25%), {n} training and {args.scenes - n} test scenes")
+    print(f"direction of motion, 4 classes (chance 25%), {n} training and {args.scenes - n} test scenes, linear probe")
     print(f"{'features':<24}{'dims':>7}{'test accuracy':>15}")
     for name, rows in feats.items():
         X = torch.stack(rows)
-        W = torch.zeros(X.shape[1], 4, requires_grad=True)
-        b = torch.zeros(4, requires_grad=True)
-        opt = torch.optim.Adam([W, b], lr=1e-2)
-        for _ in range(300):
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(X[:n] @ W + b, y[:n]) + 1e-3 * W.pow(2).sum()
-            loss.backward()
-            opt.step()
-        acc = ((X[n:] @ W + b).argmax(1) == y[n:]).float().mean().item()
-        print(f"{name:<24}{X.shape[1]:>7}{100 * acc:>14.1f}%")
+        print(f"{name:<24}{X.shape[1]:>7}{100 * _fit(X, y, n, classes=4):>14.1f}%")
+
+    cells, counts = _corner_cells(model, proc, random.Random(args.seed + 1), args.count_scenes)  # (N, 4, D), (N,)
+    n = args.count_scenes * 4 // 5
+    summaries = {
+        "cell average": cells.mean(1),
+        "cell, 4 frames": cells.flatten(1),
+        "cell minus keyframe": (cells[:, 1:] - cells[:, :1]).flatten(1),
+        "frame-to-frame sizes": (cells[:, 1:] - cells[:, :-1]).norm(dim=-1),
+    }
+    share = torch.bincount(counts[n:], minlength=4).max().item() / len(counts[n:])
+    print(f"\ncolour changes of a corner object, 0-3 (most common answer {100 * share:.1f}%), {n} training and "
+          f"{len(counts) - n} test scenes, MLP probe (128 hidden)")
+    print(f"{'features':<24}{'dims':>7}{'test accuracy':>15}")
+    for name, X in summaries.items():
+        print(f"{name:<24}{X.shape[1]:>7}{100 * _fit(X, counts, n, classes=4, hidden=128):>14.1f}%")
     return 0
+
+
+def _corner_cells(model, proc, rng, scenes: int):
+    """The 3x3 cell holding a still corner object (static or changing colour) in each of 4 frames at 1 fps,
+    and how many times the object changes colour: (N, 4, D) and (N,)."""
+    import torch
+
+    from clapper_core.model.time_perceiver import grid_pool
+    from clapper_core.synthetic.world import render_frames, sample_scene
+
+    cells, counts = [], []
+    with torch.no_grad():
+        while len(counts) < scenes:
+            scene = sample_scene(rng)
+            still = [o for o in scene.objects if o.role in ("static", "changer")]
+            if not still:
+                continue
+            ob = rng.choice(still)
+            fps, half = scene.config.fps, scene.config.size / 2
+            x = proc.preprocess_frames(render_frames(scene)[[fps // 2 + fps * s for s in range(4)]])
+            patches = model.model.standardize_patches(model.model.get_frame_patches(x))  # (4, P, D)
+            grid = grid_pool(patches[None], 3)[0]  # (4, 9, D)
+            col, row = (0 if ob.x < half else 2), (0 if ob.y < half else 2)  # corner objects sit in corner cells
+            cells.append(grid[:, 3 * row + col])
+            counts.append(ob.colour_changes)
+    return torch.stack(cells), torch.tensor(counts)
+
+
+def _fit(X, y, n: int, *, classes: int, hidden: int | None = None, steps: int = 300) -> float:
+    """Train a probe on the first n rows, return its accuracy on the rest: linear (logistic regression) on the
+    features as they are, or an MLP of `hidden` units on the features standardised over the training rows."""
+    import torch
+
+    torch.manual_seed(0)
+    if hidden is None:
+        probe = torch.nn.Linear(X.shape[1], classes)
+        torch.nn.init.zeros_(probe.weight)
+        torch.nn.init.zeros_(probe.bias)
+        opt, decay = torch.optim.Adam(probe.parameters(), lr=1e-2), 1e-3
+    else:
+        X = (X - X[:n].mean(0)) / (X[:n].std(0) + 1e-4)
+        probe = torch.nn.Sequential(torch.nn.Linear(X.shape[1], hidden), torch.nn.GELU(), torch.nn.Linear(hidden, classes))
+        opt, decay, steps = torch.optim.Adam(probe.parameters(), lr=3e-3), 0.0, 800
+    for _ in range(steps):
+        opt.zero_grad()
+        weights = probe.weight if hidden is None else probe[0].weight
+        loss = torch.nn.functional.cross_entropy(probe(X[:n]), y[:n]) + decay * weights.pow(2).sum()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return (probe(X[n:]).argmax(1) == y[n:]).float().mean().item()
 
 
 if __name__ == "__main__":

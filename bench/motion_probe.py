@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from clapper_core.model import LoadConfig, load_model
     from clapper_core.model.time_perceiver import grid_pool, spatiotemporal_avg_pool
-    from clapper_core.synthetic.world import DIRECTIONS, render_frames, sample_scene
+    from clapper_core.synthetic.world import DIRECTIONS, sample_scene
     from clapper_core.train.demo import build_recipe_model
 
     torch.manual_seed(0)
@@ -60,10 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         for _ in range(args.scenes):
             scene = sample_scene(rng)
-            frames = render_frames(scene)  # (32, H, W, 3) at 8 fps
-            fps = scene.config.fps
-            x = proc.preprocess_frames(frames[[fps // 2 + fps * s for s in range(4)]])  # 1 fps, mid-second
-            patches = model.model.standardize_patches(model.model.get_frame_patches(x))  # (4, P, D)
+            patches = _segment_patches(model, proc, scene)  # (4, P, D)
             key = patches[0].flatten()
             avg = spatiotemporal_avg_pool(patches[None], one, 3).flatten()
             motion = grid_pool((patches[3] - patches[0])[None, None], 3).flatten()
@@ -76,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'features':<24}{'dims':>7}{'test accuracy':>15}")
     for name, rows in feats.items():
         X = torch.stack(rows)
-        print(f"{name:<24}{X.shape[1]:>7}{100 * _fit(X, y, n, classes=4):>14.1f}%")
+        print(f"{name:<24}{X.shape[1]:>7}{100 * _linear_probe(X, y, n, classes=4):>14.1f}%")
 
     cells, counts = _corner_cells(model, proc, random.Random(args.seed + 1), args.count_scenes)  # (N, 4, D), (N,)
     n = args.count_scenes * 4 // 5
@@ -91,8 +88,17 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(counts) - n} test scenes, MLP probe (128 hidden)")
     print(f"{'features':<24}{'dims':>7}{'test accuracy':>15}")
     for name, X in summaries.items():
-        print(f"{name:<24}{X.shape[1]:>7}{100 * _fit(X, counts, n, classes=4, hidden=128):>14.1f}%")
+        print(f"{name:<24}{X.shape[1]:>7}{100 * _mlp_probe(X, counts, n, classes=4):>14.1f}%")
     return 0
+
+
+def _segment_patches(model, proc, scene):
+    """The scene's 4 frames at 1 fps (mid-second) through the vision tower, standardised: (4, P, D)."""
+    from clapper_core.synthetic.world import render_frames
+
+    fps = scene.config.fps
+    frames = render_frames(scene)[[fps // 2 + fps * s for s in range(4)]]  # (4, H, W, 3)
+    return model.model.standardize_patches(model.model.get_frame_patches(proc.preprocess_frames(frames)))
 
 
 def _corner_cells(model, proc, rng, scenes: int):
@@ -101,7 +107,7 @@ def _corner_cells(model, proc, rng, scenes: int):
     import torch
 
     from clapper_core.model.time_perceiver import grid_pool
-    from clapper_core.synthetic.world import render_frames, sample_scene
+    from clapper_core.synthetic.world import sample_scene
 
     cells, counts = [], []
     with torch.no_grad():
@@ -111,40 +117,48 @@ def _corner_cells(model, proc, rng, scenes: int):
             if not still:
                 continue
             ob = rng.choice(still)
-            fps, half = scene.config.fps, scene.config.size / 2
-            x = proc.preprocess_frames(render_frames(scene)[[fps // 2 + fps * s for s in range(4)]])
-            patches = model.model.standardize_patches(model.model.get_frame_patches(x))  # (4, P, D)
-            grid = grid_pool(patches[None], 3)[0]  # (4, 9, D)
+            half = scene.config.size / 2
+            grid = grid_pool(_segment_patches(model, proc, scene)[None], 3)[0]  # (4, 9, D)
             col, row = (0 if ob.x < half else 2), (0 if ob.y < half else 2)  # corner objects sit in corner cells
             cells.append(grid[:, 3 * row + col])
             counts.append(ob.colour_changes)
     return torch.stack(cells), torch.tensor(counts)
 
 
-def _fit(X, y, n: int, *, classes: int, hidden: int | None = None, steps: int = 300) -> float:
-    """Train a probe on the first n rows, return its accuracy on the rest: linear (logistic regression) on the
-    features as they are, or an MLP of `hidden` units on the features standardised over the training rows."""
+def _linear_probe(X, y, n: int, *, classes: int) -> float:
+    """Logistic regression on the features as they are (weights from zero, L2 1e-3); test accuracy."""
     import torch
 
+    probe = torch.nn.Linear(X.shape[1], classes)
+    torch.nn.init.zeros_(probe.weight)
+    torch.nn.init.zeros_(probe.bias)
+    return _train_and_score(probe, X, y, n, lr=1e-2, steps=300, decay=lambda: 1e-3 * probe.weight.pow(2).sum())
+
+
+def _mlp_probe(X, y, n: int, *, classes: int, hidden: int = 128) -> float:
+    """One hidden layer on the features standardised over the training rows; test accuracy."""
+    import torch
+
+    X = (X - X[:n].mean(0)) / (X[:n].std(0) + 1e-4)
     torch.manual_seed(0)
-    if hidden is None:
-        probe = torch.nn.Linear(X.shape[1], classes)
-        torch.nn.init.zeros_(probe.weight)
-        torch.nn.init.zeros_(probe.bias)
-        opt, decay = torch.optim.Adam(probe.parameters(), lr=1e-2), 1e-3
-    else:
-        X = (X - X[:n].mean(0)) / (X[:n].std(0) + 1e-4)
-        probe = torch.nn.Sequential(torch.nn.Linear(X.shape[1], hidden), torch.nn.GELU(), torch.nn.Linear(hidden, classes))
-        opt, decay, steps = torch.optim.Adam(probe.parameters(), lr=3e-3), 0.0, 800
+    probe = torch.nn.Sequential(torch.nn.Linear(X.shape[1], hidden), torch.nn.GELU(), torch.nn.Linear(hidden, classes))
+    return _train_and_score(probe, X, y, n, lr=3e-3, steps=800)
+
+
+def _train_and_score(probe, X, y, n: int, *, lr: float, steps: int, decay=None) -> float:
+    """Full-batch Adam on the first n rows; accuracy on the rest."""
+    import torch
+
+    opt = torch.optim.Adam(probe.parameters(), lr=lr)
     for _ in range(steps):
         opt.zero_grad()
-        weights = probe.weight if hidden is None else probe[0].weight
-        loss = torch.nn.functional.cross_entropy(probe(X[:n]), y[:n]) + decay * weights.pow(2).sum()
+        loss = torch.nn.functional.cross_entropy(probe(X[:n]), y[:n])
+        if decay is not None:
+            loss = loss + decay()
         loss.backward()
         opt.step()
     with torch.no_grad():
         return (probe(X[n:]).argmax(1) == y[n:]).float().mean().item()
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,6 +22,7 @@ families (direction, order, change, times) need the other frames of the segment.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import sys
 import time
@@ -41,11 +42,15 @@ VARIANTS = {
 
 
 def _dataset(out: Path, *, qa: bool = False, **kwargs) -> Path:
-    """The train.jsonl (or qa.jsonl) of a synthetic set, written once: parallel runs share it."""
-    done = out / "complete.json"
-    if not done.is_file() or json.loads(done.read_text()) != kwargs:
-        generate_dataset(out, **kwargs)
-        done.write_text(json.dumps(kwargs))
+    """The train.jsonl (or qa.jsonl) of a synthetic set, written once: parallel runs share it (the first
+    to take the folder's lock writes it, the others wait for it and find it complete)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = out / "complete.json"
+        if not done.is_file() or json.loads(done.read_text()) != kwargs:
+            generate_dataset(out, **kwargs)
+            done.write_text(json.dumps(kwargs))
     return out / ("qa.jsonl" if qa else "train.jsonl")
 
 

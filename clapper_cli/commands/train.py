@@ -92,6 +92,10 @@ def train(
     warmup: Annotated[float, typer.Option("--warmup", help="Warm-up, as a fraction of the steps.",
                                           rich_help_panel=TRAIN_PANEL)] = 0.03,
     weight_decay: Annotated[float, typer.Option("--weight-decay", rich_help_panel=TRAIN_PANEL)] = 0.0,
+    loss_average: Annotated[
+        str, typer.Option("--loss-average", help="token: every answer token weighs the same (long answers weigh "
+                          "more); sample: every record weighs the same.", rich_help_panel=TRAIN_PANEL),
+    ] = "token",
     grad_checkpointing: Annotated[
         bool, typer.Option("--gradient-checkpointing", help="Recompute activations in the backward pass "
                            "(less memory, ~30% slower).", rich_help_panel=TRAIN_PANEL),
@@ -139,7 +143,7 @@ def train(
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup=warmup, weight_decay=weight_decay,
         save_every=save_every, resume=resume, seed=seed, device=device, precision=precision,
         gradient_checkpointing=grad_checkpointing, fsdp=fsdp, fps=fps, max_frames=max_frames,
-        cache_dir=cache_dir, stop_after=stop_after,
+        cache_dir=cache_dir, stop_after=stop_after, loss_average=loss_average,
     )  # fmt: skip
     main_rank = os.environ.get("RANK", "0") == "0"
     with _Progress(enabled=main_rank and not quiet, log_every=log_every) as progress:

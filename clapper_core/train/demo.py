@@ -48,6 +48,7 @@ class Recipe:
     stage2_lr: float = 2e-3
     vocab_size: int = 400
     multiple_choice: float = 0.25  # share of questions asked with lettered options, as `clapper eval` asks
+    loss_average: str = "token"  # "sample": every record weighs the same, a caption no more than a one-word answer
 
 
 def world_texts(n: int = 4000, seed: int = 12345) -> list[str]:
@@ -119,7 +120,7 @@ def train_recipe(base: Path, data: Path, work: Path, *, recipe: Recipe = Recipe(
     from clapper_core.train.trainer import TrainConfig, train
 
     common = dict(data=data, batch_size=recipe.batch_size, seed=recipe.seed, warmup=0.05, save_every=0,
-                  cache_dir=work / "clip_cache")
+                  cache_dir=work / "clip_cache", loss_average=recipe.loss_average)
     s1 = TrainConfig(model=str(base), output=work / "stage1", stage=1, steps=recipe.stage1_steps,
                      lr=recipe.stage1_lr, **common)
     train(s1, on_step=on_step, on_notice=on_notice)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from clapper_core.errors import ConfigError, DataError
-from clapper_core.train.batches import ExampleBuilder, collate
+from clapper_core.train.batches import IGNORE, ExampleBuilder, collate
 from clapper_core.train.data import ClipCache, TrainData, read_train_data
 from clapper_core.train.metrics import MetricsLog
 from clapper_core.train.schedule import make_scheduler
@@ -38,6 +38,7 @@ from clapper_core.train.state import DataPosition, list_checkpoints, load_checkp
 
 STAGES = (1, 2)
 PRECISIONS = ("auto", "bf16", "fp32")
+LOSS_AVERAGES = ("token", "sample")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
@@ -75,6 +76,10 @@ class TrainConfig:
     fps: float = 1.0  # video sampling, as `clapper ask` samples
     max_frames: int = 32
     max_length: int | None = None  # cut token sequences longer than this (never the video)
+    # How answer tokens are averaged into the loss. "token": every answer token weighs the same, so a
+    # long answer (a caption) outweighs a one-word one. "sample": each record's tokens are averaged
+    # first, so every record weighs the same, whatever the length of its answer.
+    loss_average: str = "token"
     cache_dir: Path | None = None  # decoded clips on disk (default: <output>/clip_cache)
     stop_after: int | None = None  # leave after this many steps in this run (the schedule is unchanged)
 
@@ -105,6 +110,8 @@ class TrainConfig:
         if self.fsdp and (self.save_every or self.stop_after or self.resume):
             raise ConfigError("--fsdp runs save the model at the end only: add --save-every 0 "
                               "(and leave out --resume / --stop-after)")
+        if self.loss_average not in LOSS_AVERAGES:
+            raise ConfigError(f"--loss-average {self.loss_average!r} is not one of {', '.join(LOSS_AVERAGES)}")
         if self.device not in ("auto", "cuda", "cpu"):
             raise ConfigError(f"--device {self.device!r} is not one of auto, cuda, cpu")
 
@@ -115,7 +122,7 @@ class TrainConfig:
     def settings(self) -> dict[str, Any]:
         """The settings a resumed run must share with the run that wrote the checkpoint."""
         keep = ("model", "stage", "lora", "lora_rank", "lora_alpha", "train_vision", "batch_size", "grad_accum",
-                "seed", "fps", "max_frames", "max_length", "fsdp", "frozen")
+                "seed", "fps", "max_frames", "max_length", "fsdp", "frozen", "loss_average")
         return {k: _jsonable(list(v) if isinstance(v := getattr(self, k), tuple) else v) for k in keep}
 
 
@@ -354,7 +361,7 @@ def train(
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
             sync = micro == cfg.grad_accum - 1 or d.world == 1
             with (nullcontext() if sync else wrapped.no_sync()), autocast:
-                loss = wrapped(**batch, use_cache=False).loss / cfg.grad_accum
+                loss = _forward_loss(wrapped, batch, cfg.loss_average) / cfg.grad_accum
             loss.backward()
             loss_sum += loss.detach()
         if cfg.grad_clip > 0:
@@ -400,6 +407,29 @@ def train(
         total_params=n_total,
         weights_digest=digest,
     )
+
+
+def _forward_loss(model: torch.nn.Module, batch: dict[str, Any], average: str) -> torch.Tensor:
+    """The batch's answer loss, averaged per token (the model's own loss) or per record."""
+    if average == "token":
+        return model(**batch, use_cache=False).loss
+    labels = batch["labels"]
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits  # (B, L, V)
+    return per_sample_loss(logits, labels)
+
+
+def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy averaged over each record's answer tokens, then over the records.
+
+    logits: (B, L, V); labels: (B, L), IGNORE where no loss is taken. A record without
+    answer tokens (cut away by max_length) counts as no record.
+    """
+    logits, labels = logits[:, :-1].float(), labels[:, 1:]  # position i predicts token i + 1
+    tok = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+    n = (labels != IGNORE).sum(1)  # (B,) answer tokens per record
+    per_record = tok.sum(1) / n.clamp(min=1)  # (B,)
+    has = n > 0
+    return (per_record * has).sum() / has.sum().clamp(min=1)
 
 
 def weights_digest(model: torch.nn.Module) -> str:

@@ -31,6 +31,31 @@ def test_a_few_steps_reduce_the_loss(quick_config, tmp_path):
     assert (cfg.output / "model.safetensors").is_file() and (cfg.output / "tokenizer.json").is_file()
 
 
+def test_per_sample_loss_weighs_every_record_the_same():
+    from clapper_core.train.batches import IGNORE
+    from clapper_core.train.trainer import per_sample_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 6, 11)  # (B, L, V)
+    labels = torch.randint(0, 11, (3, 6))
+    labels[0, :4] = IGNORE  # record 0: 2 answer tokens
+    labels[1, :1] = IGNORE  # record 1: 5 answer tokens
+    labels[2, :] = IGNORE  # record 2: none (cut away): not a record
+    tok = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=IGNORE,
+                                            reduction="none")
+    want = (tok[0, 3:].mean() + tok[1, :].mean()) / 2  # each record's own mean, then the mean of the two
+    assert torch.allclose(per_sample_loss(logits, labels), want)
+    token_mean = tok.sum() / (labels[:, 1:] != IGNORE).sum()  # what "token" averaging gives: not the same
+    assert not torch.allclose(per_sample_loss(logits, labels), token_mean)
+
+
+def test_a_few_steps_reduce_the_per_sample_loss(quick_config):
+    cfg = quick_config(stage=2, steps=12, lr=5e-3, loss_average="sample")
+    train(cfg)
+    losses = _losses(cfg.output)
+    assert sum(losses[-3:]) / 3 < 0.9 * sum(losses[:3]) / 3, losses
+
+
 def test_resume_continues_exactly(quick_config, tmp_path):
     full = quick_config(stage=2, steps=5, output=tmp_path / "full", grad_accum=2, warmup=0.2)
     ref = train(full)
@@ -86,6 +111,8 @@ def test_options_that_do_not_fit_the_stage():
         TrainConfig(data="x.jsonl", output="o", stage=3)
     with pytest.raises(ConfigError, match="--save-every 0"):
         TrainConfig(data="x.jsonl", output="o", fsdp=True)
+    with pytest.raises(ConfigError, match="token, sample"):
+        TrainConfig(data="x.jsonl", output="o", loss_average="word")
 
 
 def _free_port() -> int:

@@ -73,6 +73,11 @@ def train(
         bool, typer.Option("--train-vision", help="Stage 2: train the vision tower as well.",
                            rich_help_panel=TRAIN_PANEL),
     ] = False,
+    vision_lr: Annotated[
+        Optional[float], typer.Option("--vision-lr", help="With --train-vision: the vision tower's peak learning "
+                                      "rate (default: --lr); pretrained towers usually want it 5-10x lower.",
+                                      show_default=False, rich_help_panel=TRAIN_PANEL),
+    ] = None,
     steps: Annotated[
         Optional[int], typer.Option("--steps", min=1, help="Optimizer steps (default: --epochs over the data).",
                                     show_default=False, rich_help_panel=TRAIN_PANEL),
@@ -139,7 +144,7 @@ def train(
 
     cfg = TrainConfig(
         data=data, output=output, model=from_model, video_root=video_root, stage=stage, lora=lora,
-        lora_rank=lora_rank, lora_alpha=2 * lora_rank, train_vision=train_vision, steps=steps, epochs=epochs,
+        lora_rank=lora_rank, lora_alpha=2 * lora_rank, train_vision=train_vision, vision_lr=vision_lr, steps=steps, epochs=epochs,
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup=warmup, weight_decay=weight_decay,
         save_every=save_every, resume=resume, seed=seed, device=device, precision=precision,
         gradient_checkpointing=grad_checkpointing, fsdp=fsdp, fps=fps, max_frames=max_frames,

@@ -55,6 +55,7 @@ class TrainConfig:
     lora_rank: int = 16
     lora_alpha: int = 32
     train_vision: bool = False  # stage 2: train the vision tower as well
+    vision_lr: float | None = None  # with train_vision: the vision tower's peak learning rate (default: lr)
     frozen: tuple[str, ...] = ()  # parameter-name prefixes kept frozen whatever the stage trains
     steps: int | None = None  # optimizer steps; default: `epochs` passes over the data
     epochs: float = 1.0
@@ -99,6 +100,10 @@ class TrainConfig:
             raise ConfigError(f"--epochs must be positive, got {self.epochs}")
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}")
+        if self.vision_lr is not None and not self.train_vision:
+            raise ConfigError("--vision-lr is the vision tower's learning rate, which only trains with --train-vision")
+        if self.vision_lr is not None and not self.vision_lr > 0:
+            raise ConfigError(f"--vision-lr must be positive, got {self.vision_lr}")
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"--warmup is a fraction of the steps in [0, 1), got {self.warmup}")
         if self.save_every < 0:
@@ -121,8 +126,8 @@ class TrainConfig:
 
     def settings(self) -> dict[str, Any]:
         """The settings a resumed run must share with the run that wrote the checkpoint."""
-        keep = ("model", "stage", "lora", "lora_rank", "lora_alpha", "train_vision", "batch_size", "grad_accum",
-                "seed", "fps", "max_frames", "max_length", "fsdp", "frozen", "loss_average")
+        keep = ("model", "stage", "lora", "lora_rank", "lora_alpha", "train_vision", "vision_lr", "batch_size",
+                "grad_accum", "seed", "fps", "max_frames", "max_length", "fsdp", "frozen", "loss_average")
         return {k: _jsonable(list(v) if isinstance(v := getattr(self, k), tuple) else v) for k in keep}
 
 
@@ -329,7 +334,8 @@ def train(
 
     wrapped = _wrap_distributed(model, cfg, d, device)
     params = [p for p in wrapped.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.peak_lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(_param_groups(wrapped, cfg), lr=cfg.peak_lr, weight_decay=cfg.weight_decay,
+                                  betas=(0.9, 0.95))
     per_step = cfg.batch_size * cfg.grad_accum * d.world
     total = cfg.steps or max(1, math.ceil(cfg.epochs * len(data.records) / per_step))
     scheduler = make_scheduler(optimizer, total=total, warmup=int(cfg.warmup * total), min_ratio=cfg.min_lr_ratio)
@@ -407,6 +413,18 @@ def train(
         total_params=n_total,
         weights_digest=digest,
     )
+
+
+def _param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The trainable parameters, with the vision tower in a group of its own when it has its own lr.
+
+    The schedule scales every group's peak alike; the first group is the one progress reports."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if cfg.vision_lr is None:
+        return [{"params": [p for _, p in trainable]}]
+    vision = [p for n, p in trainable if "vision_tower" in n]
+    rest = [p for n, p in trainable if "vision_tower" not in n]
+    return [{"params": rest}, {"params": vision, "lr": cfg.vision_lr}]
 
 
 def _forward_loss(model: torch.nn.Module, batch: dict[str, Any], average: str) -> torch.Tensor:

@@ -91,6 +91,17 @@ def test_stage1_leaves_frozen_weights_bit_identical(quick_config, tiny_model_dir
     assert result.trainable_params < result.total_params
 
 
+def test_vision_lr_sets_the_vision_towers_own_step(quick_config, tiny_model_dir):
+    cfg = quick_config(stage=2, train_vision=True, vision_lr=1e-9, steps=3, lr=1e-2)
+    train(cfg)
+    before, after = _state(tiny_model_dir), _state(cfg.output)
+    moved = {k: float((after[k] - before[k]).abs().max()) for k in before}
+    vision = [v for k, v in moved.items() if k.startswith("model.vision_tower")]
+    llm = [v for k, v in moved.items() if k.startswith("model.language_model")]
+    assert vision and max(vision) < 1e-7  # Adam moves a weight by about lr per step: 3e-9 at most
+    assert max(llm) > 1e-3  # while lr 1e-2 moves the LLM
+
+
 def test_stage2_lora_is_merged_into_a_loadable_model(quick_config, tiny_model_dir):
     cfg = quick_config(stage=2, lora=True, lora_rank=4, steps=3, lr=1e-2)
     train(cfg)
@@ -111,6 +122,8 @@ def test_options_that_do_not_fit_the_stage():
         TrainConfig(data="x.jsonl", output="o", stage=3)
     with pytest.raises(ConfigError, match="--save-every 0"):
         TrainConfig(data="x.jsonl", output="o", fsdp=True)
+    with pytest.raises(ConfigError, match="--train-vision"):
+        TrainConfig(data="x.jsonl", output="o", stage=2, vision_lr=1e-5)
     with pytest.raises(ConfigError, match="token, sample"):
         TrainConfig(data="x.jsonl", output="o", loss_average="word")
 

@@ -43,6 +43,7 @@ class Recipe:
     stage1_steps: int = 50
     stage2_steps: int = 6000
     train_vision: bool = False  # the random SigLIP already separates the world's colours and shapes
+    vision_lr: float | None = None  # with train_vision: the tower's own peak learning rate (default: stage2_lr)
     batch_size: int = 32
     stage1_lr: float = 2e-3
     stage2_lr: float = 2e-3
@@ -125,6 +126,7 @@ def train_recipe(base: Path, data: Path, work: Path, *, recipe: Recipe = Recipe(
                      lr=recipe.stage1_lr, **common)
     train(s1, on_step=on_step, on_notice=on_notice)
     s2 = TrainConfig(model=str(work / "stage1"), output=work / "stage2", stage=2, train_vision=recipe.train_vision,
+                     vision_lr=recipe.vision_lr,
                      steps=recipe.stage2_steps, lr=recipe.stage2_lr, **common)
     train(s2, on_step=on_step, on_notice=on_notice)
     return work / "stage2"

@@ -62,9 +62,11 @@ class ClapperPreTrainedModel(PreTrainedModel):
             init.zeros_(module.motion_proj.bias)
             init.normal_(module.motion_in.weight, mean=0.0, std=module.motion_in.in_features**-0.5)
             init.zeros_(module.motion_in.bias)
-            # Zero gate: an untrained perceiver must stay exactly average pooling, also when
-            # from_pretrained initialises it as a missing module of a LLaVA-OneVision checkpoint.
+            # Zero gate and direct path: an untrained perceiver must stay exactly average pooling, also
+            # when from_pretrained initialises it as a missing module of a LLaVA-OneVision checkpoint.
             init.zeros_(module.gate)
+            init.zeros_(module.motion_out[-1].weight)
+            init.zeros_(module.motion_out[-1].bias)
 
 
 class ClapperMultiModalProjector(nn.Module):

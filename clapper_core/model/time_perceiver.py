@@ -7,7 +7,8 @@
     h      = pooled + moves + latents + latent position                             # the queries
     h      = perceiver layers over h, attending to every patch of every real frame,
              frames past a segment's length masked out
-    out    = pooled + gate * proj(norm(h))                                          # gate = 0 at init
+    direct = motion_out(the same frames side by side)                               # an MLP, (S, G*G, D)
+    out    = pooled + direct + gate * proj(norm(h))     # gate and motion_out's last layer are 0 at init
 
 Average pooling keeps where things are on average and loses where they went: on a 3x3 grid an
 object that moves a third of a cell barely changes the average. The motion features make the
@@ -16,8 +17,14 @@ subtract one frame from another); static content cancels out of them. Pooled per
 in frame order, they also give every query a linear path from "what moved where, when" to the
 output, before any attention has been learned.
 
-With the gate at zero an untrained TimePerceiver *is* average pooling, so a model assembled
-from pretrained SigLIP + projector + LLM already answers sensibly; training only improves it.
+The direct path hands each output cell its own frame-by-frame history without any attention: a
+per-cell MLP can tell "changed once" from "changed twice" (a count needs the size of each step, a
+nonlinear function of the frames), and it gets gradient from the first step, while everything
+behind the zero gate waits for the gate to open.
+
+With the gate and the direct path at zero an untrained TimePerceiver *is* average pooling, so a
+model assembled from pretrained SigLIP + projector + LLM already answers sensibly; training only
+improves it.
 The output stays in the vision width so the one projector serves keyframes and segments.
 """
 
@@ -113,6 +120,10 @@ class TimePerceiver(nn.Module):
             TimePerceiverLayer(D, config.perceiver_heads, config.perceiver_mlp_ratio, eps)
             for _ in range(config.perceiver_depth)
         )
+        # Each cell's frames of motion, side by side, straight to the output; last layer zero at init.
+        self.motion_out = nn.Sequential(nn.Linear(self.max_frames * D, 2 * D), nn.GELU(), nn.Linear(2 * D, D))
+        nn.init.zeros_(self.motion_out[-1].weight)
+        nn.init.zeros_(self.motion_out[-1].bias)
         self.out_norm = nn.LayerNorm(D, eps=eps)
         self.out_proj = nn.Linear(D, D)
         # The gated update: zero at init (and kept zero by `_init_weights`), so output = pooling.
@@ -128,7 +139,9 @@ class TimePerceiver(nn.Module):
         moves = grid_pool(motion, self.grid) * frame_mask[:, :, None, None]  # (S, F, G, D), padding zeroed
         if Fr < self.max_frames:  # a short segment tensor: the missing frames moved nothing
             moves = F.pad(moves, (0, 0, 0, 0, 0, self.max_frames - Fr))  # (S, Fmax, G, D)
-        moves = self.motion_in(moves.transpose(1, 2).flatten(2))  # (S, G, Fmax*D) -> (S, G, D)
+        moves = moves.transpose(1, 2).flatten(2)  # (S, G, Fmax*D): each cell's frames side by side
+        direct = self.motion_out(moves)  # (S, G, D)
+        moves = self.motion_in(moves)  # (S, G, D)
         # Built in place: one patch-sized tensor beside `patches` (and `motion` until it is freed).
         ctx = self.motion_proj(motion)  # (S, F, P, D)
         del motion
@@ -140,8 +153,9 @@ class TimePerceiver(nn.Module):
         h = pooled + moves + self.latents + self.latent_pos  # (S, G, D)
         for layer in self.layers:
             h = layer(h, ctx, key_mask)
-        return pooled + self.gate * self.out_proj(self.out_norm(h))
+        return pooled + direct + self.gate * self.out_proj(self.out_norm(h))
 
     def is_untrained(self) -> bool:
-        """True while the gate is all zero, i.e. the perceiver still equals average pooling."""
-        return not bool(torch.any(self.gate.detach().float() != 0))
+        """True while the gate and the direct path are all zero: the perceiver still equals average pooling."""
+        last = self.motion_out[-1]
+        return not any(bool(torch.any(p.detach().float() != 0)) for p in (self.gate, last.weight, last.bias))

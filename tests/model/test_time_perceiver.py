@@ -60,6 +60,35 @@ def test_gate_gets_gradients_and_opening_it_changes_the_output():
     assert not torch.allclose(tp(x, mask), spatiotemporal_avg_pool(x, mask, 3))
 
 
+def test_direct_path_learns_from_the_first_step_while_the_gate_is_closed():
+    tp = TimePerceiver(_config(grid=3, patch_grid=9)).train()
+    x, mask = torch.randn(2, 4, 81, 16), torch.ones(2, 4, dtype=torch.bool)
+    tp(x, mask).square().sum().backward()
+    assert tp.motion_out[-1].weight.grad.abs().sum() > 0  # the direct path's last layer moves at once
+    assert tp.out_proj.weight.grad.abs().sum() == 0  # behind the closed gate nothing does yet
+    with torch.no_grad():
+        tp.motion_out[-1].bias.fill_(0.1)
+    tp.eval()
+    assert not tp.is_untrained()
+    assert not torch.allclose(tp(x, mask), spatiotemporal_avg_pool(x, mask, 3))
+
+
+def test_direct_path_sees_each_step_in_order():
+    """The direct path reads a cell's frames side by side: a change at the second frame and one at the
+    fourth give different outputs, which the frames' average cannot tell apart."""
+    torch.manual_seed(0)
+    tp = TimePerceiver(_config(grid=3, patch_grid=9)).eval()
+    with torch.no_grad():
+        tp.motion_out[-1].weight.normal_(0.0, 0.1)
+    early, late = torch.zeros(1, 4, 81, 16), torch.zeros(1, 4, 81, 16)
+    early[:, 1:, :, 0] = 1.0  # a colour change after the keyframe, kept to the end
+    late[:, 3:, :, 0] = 3.0  # the same average (3 frames of 1.0 = 1 frame of 3.0), later and bigger
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    torch.testing.assert_close(spatiotemporal_avg_pool(early, mask, 3), spatiotemporal_avg_pool(late, mask, 3))
+    with torch.no_grad():
+        assert (tp(early, mask) - tp(late, mask)).abs().max() > 1e-3
+
+
 def test_masked_frames_do_not_change_a_trained_perceiver():
     tp = TimePerceiver(_config(grid=3, patch_grid=9)).eval()
     with torch.no_grad():
@@ -71,7 +100,7 @@ def test_masked_frames_do_not_change_a_trained_perceiver():
     torch.testing.assert_close(tp(x, mask), tp(y, mask))
 
 
-def test_init_weights_keeps_the_gate_at_zero():
+def test_init_weights_keeps_the_gate_and_the_direct_path_at_zero():
     from clapper_core.model.modeling_clapper import ClapperForConditionalGeneration
 
     cfg = _config(grid=3, patch_grid=9)
@@ -81,6 +110,7 @@ def test_init_weights_keeps_the_gate_at_zero():
     tp = model.model.time_perceiver
     with torch.no_grad():
         tp.gate.fill_(1.0)
+        tp.motion_out[-1].weight.fill_(1.0)
     model._init_weights(tp)
     assert tp.is_untrained()
     assert tp.latents.std() > 0  # the rest is initialised, not zeroed

@@ -18,7 +18,11 @@ colour (0 to 3, the "times" family) from the 3x3 cell the object sits in, per fr
     cell minus keyframe     frames 2-4 minus the keyframe (the TimePerceiver's motion features)
     frame-to-frame sizes    the size (L2 norm) of each frame's change from the one before: 3 numbers
 
-    python bench/motion_probe.py            # about a minute on 2 CPU cores
+With `--model DIR` (a trained Clapper with a TimePerceiver, the demo model for one), the same count is
+probed from what that model hands its LLM: the visual token of the object's 3x3 cell after the projector.
+
+    python bench/motion_probe.py                                   # about a minute on 2 CPU cores
+    python bench/motion_probe.py --model clapper_core/demo_model   # and the demo's perceiver tokens
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes", type=int, default=800, help="scenes (three quarters train the probe)")
     p.add_argument("--seed", type=int, default=3)
     p.add_argument("--count-scenes", type=int, default=3000, help="scenes for the colour-change probe")
+    p.add_argument("--model", type=Path, action="append", default=[], metavar="DIR",
+                   help="also probe this trained model's perceiver tokens (repeatable)")
     args = p.parse_args(argv)
 
     import torch
@@ -75,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         X = torch.stack(rows)
         print(f"{name:<24}{X.shape[1]:>7}{100 * _linear_probe(X, y, n, classes=4):>14.1f}%")
 
-    cells, counts = _corner_cells(model, proc, random.Random(args.seed + 1), args.count_scenes)  # (N, 4, D), (N,)
+    def frame_cells(scene, cell: int):  # the cell in each of the 4 frames, (4, D)
+        return grid_pool(_segment_patches(model, proc, scene)[None], 3)[0][:, cell]
+
+    cells, counts = _corner_cells(frame_cells, random.Random(args.seed + 1), args.count_scenes)  # (N, 4, D), (N,)
     n = args.count_scenes * 4 // 5
     summaries = {
         "cell average": cells.mean(1),
@@ -89,7 +98,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'features':<24}{'dims':>7}{'test accuracy':>15}")
     for name, X in summaries.items():
         print(f"{name:<24}{X.shape[1]:>7}{100 * _mlp_probe(X, counts, n, classes=4):>14.1f}%")
+    for model_dir in args.model:
+        _probe_trained(model_dir, args, n)
     return 0
+
+
+def _probe_trained(model_dir: Path, args, n: int) -> None:
+    """The colour-change count from a trained model's visual token of the object's cell (same scenes)."""
+    from clapper_core.model import LoadConfig, load_model
+
+    loaded = load_model(LoadConfig(model=str(model_dir), quant="fp32", device="cpu"))
+    model, proc = loaded.model.eval(), loaded.processor
+    if model.model.time_perceiver is None or model.config.perceiver_grid != 3:
+        print(f"\n{model_dir}: no 3x3 TimePerceiver to probe")
+        return
+
+    def perceiver_cell(scene, cell: int):  # the visual token the LLM gets for the cell, (1, Dt)
+        patches = _segment_patches(model, proc, scene)  # (4, P, D)
+        tokens = model.model.encode_segments(patches, [4])  # (keyframe tokens + 9, Dt)
+        return tokens[len(tokens) - 9 + cell][None]
+
+    cells, counts = _corner_cells(perceiver_cell, random.Random(args.seed + 1), args.count_scenes)  # (N, 1, Dt)
+    print(f"\n{model_dir}: the same count from the cell's perceiver token after the projector")
+    print(f"{'perceiver token':<24}{cells.shape[-1]:>7}{100 * _mlp_probe(cells[:, 0], counts, n, classes=4):>14.1f}%")
 
 
 def _segment_patches(model, proc, scene):
@@ -101,12 +132,11 @@ def _segment_patches(model, proc, scene):
     return model.model.standardize_patches(model.model.get_frame_patches(proc.preprocess_frames(frames)))
 
 
-def _corner_cells(model, proc, rng, scenes: int):
-    """The 3x3 cell holding a still corner object (static or changing colour) in each of 4 frames at 1 fps,
-    and how many times the object changes colour: (N, 4, D) and (N,)."""
+def _corner_cells(read, rng, scenes: int):
+    """`read(scene, cell)` of the 3x3 cell holding a still corner object (static or changing colour),
+    and how many times the object changes colour: (N, ...) and (N,)."""
     import torch
 
-    from clapper_core.model.time_perceiver import grid_pool
     from clapper_core.synthetic.world import sample_scene
 
     cells, counts = [], []
@@ -118,9 +148,8 @@ def _corner_cells(model, proc, rng, scenes: int):
                 continue
             ob = rng.choice(still)
             half = scene.config.size / 2
-            grid = grid_pool(_segment_patches(model, proc, scene)[None], 3)[0]  # (4, 9, D)
             col, row = (0 if ob.x < half else 2), (0 if ob.y < half else 2)  # corner objects sit in corner cells
-            cells.append(grid[:, 3 * row + col])
+            cells.append(read(scene, 3 * row + col))
             counts.append(ob.colour_changes)
     return torch.stack(cells), torch.tensor(counts)
 

@@ -7,7 +7,7 @@
     h      = pooled + moves + latents + latent position                             # the queries
     h      = perceiver layers over h, attending to every patch of every real frame,
              frames past a segment's length masked out
-    direct = motion_out(the same frames side by side)                               # an MLP, (S, G*G, D)
+    direct = motion_out(the keyframe's cell, then the later frames' motion, side by side)  # MLP, (S, G*G, D)
     out    = pooled + direct + gate * proj(norm(h))     # gate and motion_out's last layer are 0 at init
 
 Average pooling keeps where things are on average and loses where they went: on a 3x3 grid an
@@ -17,10 +17,10 @@ subtract one frame from another); static content cancels out of them. Pooled per
 in frame order, they also give every query a linear path from "what moved where, when" to the
 output, before any attention has been learned.
 
-The direct path hands each output cell its own frame-by-frame history without any attention: a
-per-cell MLP can tell "changed once" from "changed twice" (a count needs the size of each step, a
-nonlinear function of the frames), and it gets gradient from the first step, while everything
-behind the zero gate waits for the gate to open.
+The direct path hands each output cell its own history without any attention: what the cell held
+at the keyframe and how each later frame differs from it. A per-cell MLP can tell "changed once"
+from "changed twice" (a count needs the size of each step, a nonlinear function of the frames), and
+it gets gradient from the first step, while everything behind the zero gate waits for the gate to open.
 
 With the gate and the direct path at zero an untrained TimePerceiver *is* average pooling, so a
 model assembled from pretrained SigLIP + projector + LLM already answers sensibly; training only
@@ -139,9 +139,10 @@ class TimePerceiver(nn.Module):
         moves = grid_pool(motion, self.grid) * frame_mask[:, :, None, None]  # (S, F, G, D), padding zeroed
         if Fr < self.max_frames:  # a short segment tensor: the missing frames moved nothing
             moves = F.pad(moves, (0, 0, 0, 0, 0, self.max_frames - Fr))  # (S, Fmax, G, D)
-        moves = moves.transpose(1, 2).flatten(2)  # (S, G, Fmax*D): each cell's frames side by side
-        direct = self.motion_out(moves)  # (S, G, D)
-        moves = self.motion_in(moves)  # (S, G, D)
+        # The direct path reads the keyframe's own cell where its motion would be zero: from what, to what.
+        key_cells = grid_pool(patches[:, :1], self.grid)  # (S, 1, G, D)
+        direct = self.motion_out(torch.cat([key_cells, moves[:, 1:]], 1).transpose(1, 2).flatten(2))  # (S, G, D)
+        moves = self.motion_in(moves.transpose(1, 2).flatten(2))  # (S, G, Fmax*D) -> (S, G, D)
         # Built in place: one patch-sized tensor beside `patches` (and `motion` until it is freed).
         ctx = self.motion_proj(motion)  # (S, F, P, D)
         del motion

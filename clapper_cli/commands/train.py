@@ -144,8 +144,8 @@ def train(
 
     cfg = TrainConfig(
         data=data, output=output, model=from_model, video_root=video_root, stage=stage, lora=lora,
-        lora_rank=lora_rank, lora_alpha=2 * lora_rank, train_vision=train_vision, vision_lr=vision_lr, steps=steps, epochs=epochs,
-        batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup=warmup, weight_decay=weight_decay,
+        lora_rank=lora_rank, lora_alpha=2 * lora_rank, train_vision=train_vision, vision_lr=vision_lr, steps=steps,
+        epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, warmup=warmup, weight_decay=weight_decay,
         save_every=save_every, resume=resume, seed=seed, device=device, precision=precision,
         gradient_checkpointing=grad_checkpointing, fsdp=fsdp, fps=fps, max_frames=max_frames,
         cache_dir=cache_dir, stop_after=stop_after, loss_average=loss_average,

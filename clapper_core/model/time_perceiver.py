@@ -120,7 +120,8 @@ class TimePerceiver(nn.Module):
             TimePerceiverLayer(D, config.perceiver_heads, config.perceiver_mlp_ratio, eps)
             for _ in range(config.perceiver_depth)
         )
-        # Each cell's frames of motion, side by side, straight to the output; last layer zero at init.
+        # The direct path: each cell's keyframe content and later motion, side by side, straight to the
+        # output; its last layer is zero at init.
         self.motion_out = nn.Sequential(nn.Linear(self.max_frames * D, 2 * D), nn.GELU(), nn.Linear(2 * D, D))
         nn.init.zeros_(self.motion_out[-1].weight)
         nn.init.zeros_(self.motion_out[-1].bias)

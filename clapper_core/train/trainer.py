@@ -541,7 +541,9 @@ def _checkpoint(model, optimizer, scheduler, step, position, cfg, d: Dist, ckpt_
 
 def _check_resume(saved: dict, cfg: TrainConfig, path: Path) -> None:
     now = cfg.settings()
-    diff = [k for k in now if saved.get(k) != now[k]]
+    # A setting newer than the checkpoint is read as its default, which is what that run used.
+    defaults = TrainConfig(data=cfg.data, output=cfg.output).settings()
+    diff = [k for k in now if saved.get(k, defaults[k]) != now[k]]
     if diff:
         k = diff[0]
         raise DataError(

@@ -9,7 +9,7 @@ import socket
 import pytest
 import torch
 
-from clapper_core.errors import ConfigError
+from clapper_core.errors import ConfigError, DataError
 from clapper_core.model import LoadConfig, load_model
 from clapper_core.train import read_metrics, train
 
@@ -71,11 +71,25 @@ def test_resume_continues_exactly(quick_config, tmp_path):
 
 
 def test_resume_refuses_other_settings(quick_config, tmp_path):
-    from clapper_core.errors import DataError
-
     train(quick_config(output=tmp_path / "r", steps=4, stop_after=1))
     with pytest.raises(DataError, match="batch_size"):
         train(quick_config(output=tmp_path / "r", steps=4, batch_size=2, resume=True))
+
+
+def test_resume_reads_settings_newer_than_the_checkpoint_as_their_defaults(quick_config, tmp_path):
+    train(quick_config(output=tmp_path / "r", steps=3, stop_after=1))
+    meta_file = tmp_path / "r/checkpoints/step-000001/trainer.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["settings"]["loss_average"]  # as a checkpoint written before the setting existed
+    meta_file.write_text(json.dumps(meta))
+    assert train(quick_config(output=tmp_path / "r", steps=3, resume=True)).steps == 3
+    train(quick_config(output=tmp_path / "s", steps=3, stop_after=1))
+    meta_file = tmp_path / "s/checkpoints/step-000001/trainer.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["settings"]["loss_average"]
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="loss_average"):  # a value other than the default is still refused
+        train(quick_config(output=tmp_path / "s", steps=3, resume=True, loss_average="sample"))
 
 
 def test_stage1_leaves_frozen_weights_bit_identical(quick_config, tiny_model_dir):

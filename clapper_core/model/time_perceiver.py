@@ -53,9 +53,13 @@ def spatiotemporal_avg_pool(patches: torch.Tensor, frame_mask: torch.Tensor, gri
     patches: (S, F, P, D) with P = g*g; frame_mask: (S, F) bool, True for real frames.
     Returns (S, grid*grid, D).
     """
-    x = grid_pool(patches, grid)  # (S, F, grid*grid, D)
-    w = frame_mask.to(x.dtype)[:, :, None, None]  # (S, F, 1, 1)
-    return (x * w).sum(1) / w.sum(1).clamp(min=1)  # (S, grid*grid, D)
+    return frame_mean(grid_pool(patches, grid), frame_mask)
+
+
+def frame_mean(cells: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+    """The mean over each segment's real frames: (S, F, G, D) with (S, F) bool -> (S, G, D)."""
+    w = frame_mask.to(cells.dtype)[:, :, None, None]  # (S, F, 1, 1)
+    return (cells * w).sum(1) / w.sum(1).clamp(min=1)  # (S, G, D)
 
 
 class _Attention(nn.Module):
@@ -133,16 +137,17 @@ class TimePerceiver(nn.Module):
     def forward(self, patches: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         S, Fr, P, D = patches.shape
         assert Fr <= self.max_frames, f"segment of {Fr} frames, at most {self.max_frames}"
-        pooled = spatiotemporal_avg_pool(patches, frame_mask, self.grid)  # (S, G, D)
+        cells = grid_pool(patches, self.grid)  # (S, F, G, D): each frame pooled to the grid, once
+        pooled = frame_mean(cells, frame_mask)  # (S, G, D)
         if not self.training and self.is_untrained():  # the update would be multiplied by zero
             return pooled
         motion = patches - patches[:, :1]  # (S, F, P, D), zero for the keyframe itself
-        moves = grid_pool(motion, self.grid) * frame_mask[:, :, None, None]  # (S, F, G, D), padding zeroed
+        # Pooling is linear: the pooled motion is each frame's cells minus the keyframe's.
+        moves = (cells - cells[:, :1]) * frame_mask[:, :, None, None]  # (S, F, G, D), padding zeroed
         if Fr < self.max_frames:  # a short segment tensor: the missing frames moved nothing
             moves = F.pad(moves, (0, 0, 0, 0, 0, self.max_frames - Fr))  # (S, Fmax, G, D)
         # The direct path reads the keyframe's own cell where its motion would be zero: from what, to what.
-        key_cells = grid_pool(patches[:, :1], self.grid)  # (S, 1, G, D)
-        direct = self.motion_out(torch.cat([key_cells, moves[:, 1:]], 1).transpose(1, 2).flatten(2))  # (S, G, D)
+        direct = self.motion_out(torch.cat([cells[:, :1], moves[:, 1:]], 1).transpose(1, 2).flatten(2))  # (S, G, D)
         moves = self.motion_in(moves.transpose(1, 2).flatten(2))  # (S, G, Fmax*D) -> (S, G, D)
         # Built in place: one patch-sized tensor beside `patches` (and `motion` until it is freed).
         ctx = self.motion_proj(motion)  # (S, F, P, D)

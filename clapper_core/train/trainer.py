@@ -333,9 +333,9 @@ def train(
            + (f", {d.world} processes" if d.world > 1 else ""))
 
     wrapped = _wrap_distributed(model, cfg, d, device)
-    params = [p for p in wrapped.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(_param_groups(wrapped, cfg), lr=cfg.peak_lr, weight_decay=cfg.weight_decay,
-                                  betas=(0.9, 0.95))
+    groups = _param_groups(wrapped, cfg)
+    params = [p for g in groups for p in g["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.peak_lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     per_step = cfg.batch_size * cfg.grad_accum * d.world
     total = cfg.steps or max(1, math.ceil(cfg.epochs * len(data.records) / per_step))
     scheduler = make_scheduler(optimizer, total=total, warmup=int(cfg.warmup * total), min_ratio=cfg.min_lr_ratio)

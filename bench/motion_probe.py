@@ -18,6 +18,10 @@ colour (0 to 3, the "times" family) from the 3x3 cell the object sits in, per fr
     cell minus keyframe     frames 2-4 minus the keyframe (the TimePerceiver's motion features)
     frame-to-frame sizes    the size (L2 norm) of each frame's change from the one before: 3 numbers
 
+Shapes: the same MLP probe names a corner object's shape (square, circle, triangle) and colour from the
+keyframe's features pooled to the keyframe path's 4x4 grid, the 2x2 cells of the canvas quarter the object sits
+in: how much of what the one-frame questions ask the random vision tower's features hold.
+
 With `--model DIR` (a trained Clapper with a TimePerceiver, the demo model for one), the same count is
 probed from what that model hands its LLM: the visual token of the object's 3x3 cell after the projector.
 
@@ -98,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'features':<24}{'dims':>7}{'test accuracy':>15}")
     for name, X in summaries.items():
         print(f"{name:<24}{X.shape[1]:>7}{100 * _mlp_probe(X, counts, n, classes=4):>14.1f}%")
+
+    quarters, shapes, colours = _keyframe_quarters(model, proc, random.Random(args.seed + 2), args.count_scenes)
+    print(f"\na corner object's shape and colour from the keyframe's 4x4 cells of its quarter, {n} training "
+          f"and {len(shapes) - n} test scenes, MLP probe (128 hidden)")
+    print(f"{'question':<24}{'dims':>7}{'test accuracy':>15}")
+    for name, y, k in (("shape, 3 classes", shapes, 3), ("colour, 5 classes", colours, 5)):
+        print(f"{name:<24}{quarters.shape[1]:>7}{100 * _mlp_probe(quarters, y, n, classes=k):>14.1f}%")
     for model_dir in args.model:
         _probe_trained(model_dir, args, n)
     return 0
@@ -152,6 +163,31 @@ def _corner_cells(read, rng, scenes: int):
             cells.append(read(scene, 3 * row + col))
             counts.append(ob.colour_changes)
     return torch.stack(cells), torch.tensor(counts)
+
+
+def _keyframe_quarters(model, proc, rng, scenes: int):
+    """The keyframe's features pooled to 4x4, the 2x2 cells of the quarter holding a corner object visible
+    at the start, flattened, with the object's shape and colour: (N, 4*D), (N,), (N,)."""
+    import torch
+
+    from clapper_core.model.time_perceiver import grid_pool
+    from clapper_core.synthetic.world import COLOURS, SHAPES, sample_scene
+
+    rows, shapes, colours = [], [], []
+    with torch.no_grad():
+        while len(rows) < scenes:
+            scene = sample_scene(rng)
+            corner = [o for o in scene.objects if o.role != "mover" and o.visible[0]]
+            if not corner:
+                continue
+            ob = rng.choice(corner)
+            tokens = grid_pool(_segment_patches(model, proc, scene)[:1][None], 4)[0, 0].unflatten(0, (4, 4))  # (4, 4, D)
+            half = scene.config.size / 2
+            r, c = (0 if ob.y < half else 2), (0 if ob.x < half else 2)
+            rows.append(tokens[r : r + 2, c : c + 2].flatten())
+            shapes.append(SHAPES.index(ob.shape))
+            colours.append(list(COLOURS).index(ob.start_colour))
+    return torch.stack(rows), torch.tensor(shapes), torch.tensor(colours)
 
 
 def _linear_probe(X, y, n: int, *, classes: int) -> float:

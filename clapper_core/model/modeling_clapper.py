@@ -65,8 +65,9 @@ class ClapperPreTrainedModel(PreTrainedModel):
             # Zero gate and direct path: an untrained perceiver must stay exactly average pooling, also
             # when from_pretrained initialises it as a missing module of a LLaVA-OneVision checkpoint.
             init.zeros_(module.gate)
-            init.zeros_(module.motion_out[-1].weight)
-            init.zeros_(module.motion_out[-1].bias)
+            for last in (module.motion_out[-1], module.energy_out[-1]):
+                init.zeros_(last.weight)
+                init.zeros_(last.bias)
 
 
 class ClapperMultiModalProjector(nn.Module):

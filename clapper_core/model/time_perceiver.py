@@ -7,8 +7,10 @@
     h      = pooled + moves + latents + latent position                             # the queries
     h      = perceiver layers over h, attending to every patch of every real frame,
              frames past a segment's length masked out
-    direct = motion_out(the keyframe's cell, then the later frames' motion, side by side)  # MLP, (S, G*G, D)
-    out    = pooled + direct + gate * proj(norm(h))     # gate and motion_out's last layer are 0 at init
+    steps  = each frame's cells minus the previous frame's                          # (S, F-1, G*G, D)
+    direct = motion_out(the keyframe's cell, then the steps, side by side)          # MLP, (S, G*G, D)
+           + energy_out(the size of each step)                                      # MLP, (S, G*G, D)
+    out    = pooled + direct + gate * proj(norm(h))     # gate and both last layers of the direct path 0 at init
 
 Average pooling keeps where things are on average and loses where they went: on a 3x3 grid an
 object that moves a third of a cell barely changes the average. The motion features make the
@@ -18,9 +20,11 @@ in frame order, they also give every query a linear path from "what moved where,
 output, before any attention has been learned.
 
 The direct path hands each output cell its own history without any attention: what the cell held
-at the keyframe and how each later frame differs from it. A per-cell MLP can tell "changed once"
-from "changed twice" (a count needs the size of each step, a nonlinear function of the frames), and
-it gets gradient from the first step, while everything behind the zero gate waits for the gate to open.
+at the keyframe, then each frame's step from the one before. An event shows in the slot of the frame
+it happened in, so "when" is which slot holds a step and "how many times" is how many do. Whether a
+slot holds a step is its size, a nonlinear function of the frames; the direct path is also handed the
+sizes themselves (the root mean square of each step), from which both are a sum or a comparison away.
+It gets gradient from the first step, while everything behind the zero gate waits for the gate to open.
 
 With the gate and the direct path at zero an untrained TimePerceiver *is* average pooling, so a
 model assembled from pretrained SigLIP + projector + LLM already answers sensibly; training only
@@ -60,6 +64,23 @@ def frame_mean(cells: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
     """The mean over each segment's real frames: (S, F, G, D) with (S, F) bool -> (S, G, D)."""
     w = frame_mask.to(cells.dtype)[:, :, None, None]  # (S, F, 1, 1)
     return (cells * w).sum(1) / w.sum(1).clamp(min=1)  # (S, G, D)
+
+
+def cell_history(cells: torch.Tensor, frame_mask: torch.Tensor, max_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the direct path reads of each cell: (S, F, G, D) cells per frame, (S, F) real frames ->
+
+    history  (S, G, Fmax*D)  the keyframe's cell, then each later frame's step from the one before
+    sizes    (S, G, Fmax-1)  the root mean square of each step: about 0 where nothing changed
+
+    Steps into or past a segment's padding are zero, as are the slots of a segment shorter than Fmax.
+    """
+    Fr = cells.shape[1]
+    steps = (cells[:, 1:] - cells[:, :-1]) * frame_mask[:, 1:, None, None]  # (S, F-1, G, D), padding zeroed
+    if Fr < max_frames:
+        steps = F.pad(steps, (0, 0, 0, 0, 0, max_frames - Fr))  # (S, Fmax-1, G, D)
+    history = torch.cat([cells[:, :1], steps], 1).transpose(1, 2).flatten(2)  # (S, G, Fmax*D)
+    sizes = steps.pow(2).mean(-1).add(1e-6).sqrt().transpose(1, 2)  # (S, G, Fmax-1)
+    return history, sizes
 
 
 class _Attention(nn.Module):
@@ -124,11 +145,13 @@ class TimePerceiver(nn.Module):
             TimePerceiverLayer(D, config.perceiver_heads, config.perceiver_mlp_ratio, eps)
             for _ in range(config.perceiver_depth)
         )
-        # The direct path: each cell's keyframe content and later motion, side by side, straight to the
-        # output; its last layer is zero at init.
+        # The direct path: each cell's keyframe content and frame-to-frame steps, side by side, and the size
+        # of each step, straight to the output; both last layers are zero at init.
         self.motion_out = nn.Sequential(nn.Linear(self.max_frames * D, 2 * D), nn.GELU(), nn.Linear(2 * D, D))
-        nn.init.zeros_(self.motion_out[-1].weight)
-        nn.init.zeros_(self.motion_out[-1].bias)
+        self.energy_out = nn.Sequential(nn.Linear(self.max_frames - 1, 4 * D), nn.GELU(), nn.Linear(4 * D, D))
+        for last in (self.motion_out[-1], self.energy_out[-1]):
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
         self.out_norm = nn.LayerNorm(D, eps=eps)
         self.out_proj = nn.Linear(D, D)
         # The gated update: zero at init (and kept zero by `_init_weights`), so output = pooling.
@@ -146,8 +169,8 @@ class TimePerceiver(nn.Module):
         moves = (cells - cells[:, :1]) * frame_mask[:, :, None, None]  # (S, F, G, D), padding zeroed
         if Fr < self.max_frames:  # a short segment tensor: the missing frames moved nothing
             moves = F.pad(moves, (0, 0, 0, 0, 0, self.max_frames - Fr))  # (S, Fmax, G, D)
-        # The direct path reads the keyframe's own cell where its motion would be zero: from what, to what.
-        direct = self.motion_out(torch.cat([cells[:, :1], moves[:, 1:]], 1).transpose(1, 2).flatten(2))  # (S, G, D)
+        history, sizes = cell_history(cells, frame_mask, self.max_frames)  # (S, G, Fmax*D), (S, G, Fmax-1)
+        direct = self.motion_out(history) + self.energy_out(sizes)  # (S, G, D)
         moves = self.motion_in(moves.transpose(1, 2).flatten(2))  # (S, G, Fmax*D) -> (S, G, D)
         # Built in place: one patch-sized tensor beside `patches` (and `motion` until it is freed).
         ctx = self.motion_proj(motion)  # (S, F, P, D)
@@ -164,5 +187,5 @@ class TimePerceiver(nn.Module):
 
     def is_untrained(self) -> bool:
         """True while the gate and the direct path are all zero: the perceiver still equals average pooling."""
-        last = self.motion_out[-1]
-        return not any(bool(torch.any(p.detach().float() != 0)) for p in (self.gate, last.weight, last.bias))
+        params = (self.gate, *self.motion_out[-1].parameters(), *self.energy_out[-1].parameters())
+        return not any(bool(torch.any(p.detach().float() != 0)) for p in params)

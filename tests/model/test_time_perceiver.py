@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from clapper_core.model.configuration_clapper import ClapperConfig
-from clapper_core.model.time_perceiver import TimePerceiver, spatiotemporal_avg_pool
+from clapper_core.model.time_perceiver import TimePerceiver, cell_history, spatiotemporal_avg_pool
 
 
 def _config(grid=7, patch_grid=28):
@@ -89,6 +89,27 @@ def test_direct_path_sees_each_step_in_order():
         assert (tp(early, mask) - tp(late, mask)).abs().max() > 1e-3
 
 
+def test_cell_history_puts_each_event_in_the_slot_of_its_frame():
+    """A cell that changes at the second and fourth frames has steps (and sizes) in slots 1 and 3 only,
+    however big: the direct path reads "when" and "how many times" from which slots hold a step."""
+    cells = torch.zeros(2, 4, 9, 16)  # (S, F, G, D)
+    cells[0, 1:3, 4] = 2.0  # segment 0, cell 4: a change at frame 2, another at frame 4
+    cells[0, 3:, 4] = -1.0
+    cells[1, :, 0] = 5.0  # segment 1: 2 real frames; cell 0 is constant, the padding is not
+    cells[1, 2:] = torch.randn(2, 9, 16)
+    mask = torch.tensor([[True] * 4, [True, True, False, False]])
+    history, sizes = cell_history(cells, mask, max_frames=4)
+    assert history.shape == (2, 9, 64) and sizes.shape == (2, 9, 3)
+    changed = sizes > 1e-2
+    assert changed[0, 4].tolist() == [True, False, True]
+    assert changed.sum() == 2  # nothing else moved; steps into the padding are zero
+    torch.testing.assert_close(history[1, 0, :16], torch.full((16,), 5.0))  # the keyframe's own cell first
+    assert history[1, :, 16:].abs().max() == 0
+    short_history, short_sizes = cell_history(cells[1:, :2], mask[1:, :2], max_frames=4)  # a 2-frame tensor
+    torch.testing.assert_close(short_history, history[1:])
+    torch.testing.assert_close(short_sizes, sizes[1:])
+
+
 def test_masked_frames_do_not_change_a_trained_perceiver():
     tp = TimePerceiver(_config(grid=3, patch_grid=9)).eval()
     with torch.no_grad():
@@ -111,6 +132,7 @@ def test_init_weights_keeps_the_gate_and_the_direct_path_at_zero():
     with torch.no_grad():
         tp.gate.fill_(1.0)
         tp.motion_out[-1].weight.fill_(1.0)
+        tp.energy_out[-1].bias.fill_(1.0)
     model._init_weights(tp)
     assert tp.is_untrained()
     assert tp.latents.std() > 0  # the rest is initialised, not zeroed

@@ -181,7 +181,8 @@ def _keyframe_quarters(model, proc, rng, scenes: int):
             if not corner:
                 continue
             ob = rng.choice(corner)
-            tokens = grid_pool(_segment_patches(model, proc, scene)[:1][None], 4)[0, 0].unflatten(0, (4, 4))  # (4, 4, D)
+            keyframe = _segment_patches(model, proc, scene)[:1]  # (1, P, D)
+            tokens = grid_pool(keyframe[None], 4)[0, 0].unflatten(0, (4, 4))  # (4, 4, D)
             half = scene.config.size / 2
             r, c = (0 if ob.y < half else 2), (0 if ob.x < half else 2)
             rows.append(tokens[r : r + 2, c : c + 2].flatten())

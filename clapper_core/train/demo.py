@@ -11,7 +11,8 @@
        tower stays frozen (its features already tell the world's colours, shapes and positions apart)
     5. copy the result into clapper_core/demo_model/
 
-Everything is seeded: the same command gives the same model on the same machine and torch version.
+Everything is seeded: the same command gives the same model on the same machine, torch version and number of
+CPU threads (`OMP_NUM_THREADS`; another count sums floats in another order, and the runs drift apart).
 The same `build_recipe_model` / `train_recipe` serve `bench/temporal.py`, which varies the fast path.
 """
 

@@ -23,7 +23,9 @@ keyframe's features pooled to the keyframe path's 4x4 grid, the 2x2 cells of the
 in: how much of what the one-frame questions ask the random vision tower's features hold.
 
 With `--model DIR` (a trained Clapper with a TimePerceiver, the demo model for one), the same count is
-probed from what that model hands its LLM: the visual token of the object's 3x3 cell after the projector.
+probed from what that model hands its LLM: the visual token of the object's 3x3 cell after the projector; and
+from the same token, when a corner object's first event (appearing, disappearing, changing colour) happened,
+which is what "which happened first" questions compare.
 
     python bench/motion_probe.py                                   # about a minute on 2 CPU cores
     python bench/motion_probe.py --model clapper_core/demo_model   # and the demo's perceiver tokens
@@ -115,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _probe_trained(model_dir: Path, args, n: int) -> None:
-    """The colour-change count from a trained model's visual token of the object's cell (same scenes)."""
+    """The colour-change count (same scenes), then the second of the first event, from a trained model's
+    visual token of the object's cell."""
+    import torch
+
     from clapper_core.model import LoadConfig, load_model
 
     loaded = load_model(LoadConfig(model=str(model_dir), quant="fp32", device="cpu"))
@@ -132,6 +137,11 @@ def _probe_trained(model_dir: Path, args, n: int) -> None:
     cells, counts = _corner_cells(perceiver_cell, random.Random(args.seed + 1), args.count_scenes)  # (N, 1, Dt)
     print(f"\n{model_dir}: the same count from the cell's perceiver token after the projector")
     print(f"{'perceiver token':<24}{cells.shape[-1]:>7}{100 * _mlp_probe(cells[:, 0], counts, n, classes=4):>14.1f}%")
+    tokens, blocks = _first_events(perceiver_cell, random.Random(args.seed + 3), args.count_scenes)
+    share = torch.bincount(blocks[n:]).max().item() / len(blocks[n:])
+    print(f"\n{model_dir}: the second of a corner object's first event (1-3, most common answer {100 * share:.1f}%) "
+          f"from the same token, {n} training and {len(blocks) - n} test scenes")
+    print(f"{'perceiver token':<24}{tokens.shape[-1]:>7}{100 * _mlp_probe(tokens, blocks, n, classes=3):>14.1f}%")
 
 
 def _segment_patches(model, proc, scene):
@@ -163,6 +173,27 @@ def _corner_cells(read, rng, scenes: int):
             cells.append(read(scene, 3 * row + col))
             counts.append(ob.colour_changes)
     return torch.stack(cells), torch.tensor(counts)
+
+
+def _first_events(read, rng, scenes: int):
+    """`read(scene, cell)` of the 3x3 cell of a corner object with an event (it appears, disappears or changes
+    colour), and the second of its first event, from 0: (N, ...) and (N,)."""
+    import torch
+
+    from clapper_core.synthetic.world import sample_scene
+
+    rows, blocks = [], []
+    with torch.no_grad():
+        while len(blocks) < scenes:
+            scene = sample_scene(rng)
+            eventful = [o for o in scene.objects if o.role != "mover" and o.events()]
+            if not eventful:
+                continue
+            ob = rng.choice(eventful)
+            half = scene.config.size / 2
+            rows.append(read(scene, 3 * (0 if ob.y < half else 2) + (0 if ob.x < half else 2))[0])
+            blocks.append(ob.events()[0][0] - 1)
+    return torch.stack(rows), torch.tensor(blocks)
 
 
 def _keyframe_quarters(model, proc, rng, scenes: int):

@@ -153,23 +153,32 @@ def _segment_patches(model, proc, scene):
     return model.model.standardize_patches(model.model.get_frame_patches(proc.preprocess_frames(frames)))
 
 
+def _corner_objects(rng, scenes: int, eligible):
+    """(scene, object, (row, col)) for `scenes` random scenes with an object that `eligible(object)` accepts,
+    one such object drawn from each; (row, col) is its corner, 0 or 2 on the 3x3 grid (corner objects sit in
+    corner cells), which is also the first row and column of its quarter on the 4x4 grid."""
+    from clapper_core.synthetic.world import sample_scene
+
+    found = 0
+    while found < scenes:
+        scene = sample_scene(rng)
+        candidates = [o for o in scene.objects if eligible(o)]
+        if not candidates:
+            continue
+        ob = rng.choice(candidates)
+        half = scene.config.size / 2
+        yield scene, ob, ((0 if ob.y < half else 2), (0 if ob.x < half else 2))
+        found += 1
+
+
 def _corner_cells(read, rng, scenes: int):
     """`read(scene, cell)` of the 3x3 cell holding a still corner object (static or changing colour),
     and how many times the object changes colour: (N, ...) and (N,)."""
     import torch
 
-    from clapper_core.synthetic.world import sample_scene
-
     cells, counts = [], []
     with torch.no_grad():
-        while len(counts) < scenes:
-            scene = sample_scene(rng)
-            still = [o for o in scene.objects if o.role in ("static", "changer")]
-            if not still:
-                continue
-            ob = rng.choice(still)
-            half = scene.config.size / 2
-            col, row = (0 if ob.x < half else 2), (0 if ob.y < half else 2)  # corner objects sit in corner cells
+        for scene, ob, (row, col) in _corner_objects(rng, scenes, lambda o: o.role in ("static", "changer")):
             cells.append(read(scene, 3 * row + col))
             counts.append(ob.colour_changes)
     return torch.stack(cells), torch.tensor(counts)
@@ -180,18 +189,10 @@ def _first_events(read, rng, scenes: int):
     colour), and the second of its first event, from 0: (N, ...) and (N,)."""
     import torch
 
-    from clapper_core.synthetic.world import sample_scene
-
     rows, blocks = [], []
     with torch.no_grad():
-        while len(blocks) < scenes:
-            scene = sample_scene(rng)
-            eventful = [o for o in scene.objects if o.role != "mover" and o.events()]
-            if not eventful:
-                continue
-            ob = rng.choice(eventful)
-            half = scene.config.size / 2
-            rows.append(read(scene, 3 * (0 if ob.y < half else 2) + (0 if ob.x < half else 2))[0])
+        for scene, ob, (row, col) in _corner_objects(rng, scenes, lambda o: o.role != "mover" and o.events()):
+            rows.append(read(scene, 3 * row + col)[0])
             blocks.append(ob.events()[0][0] - 1)
     return torch.stack(rows), torch.tensor(blocks)
 
@@ -202,20 +203,13 @@ def _keyframe_quarters(model, proc, rng, scenes: int):
     import torch
 
     from clapper_core.model.time_perceiver import grid_pool
-    from clapper_core.synthetic.world import COLOURS, SHAPES, sample_scene
+    from clapper_core.synthetic.world import COLOURS, SHAPES
 
     rows, shapes, colours = [], [], []
     with torch.no_grad():
-        while len(rows) < scenes:
-            scene = sample_scene(rng)
-            corner = [o for o in scene.objects if o.role != "mover" and o.visible[0]]
-            if not corner:
-                continue
-            ob = rng.choice(corner)
+        for scene, ob, (r, c) in _corner_objects(rng, scenes, lambda o: o.role != "mover" and o.visible[0]):
             keyframe = _segment_patches(model, proc, scene)[:1]  # (1, P, D)
             tokens = grid_pool(keyframe[None], 4)[0, 0].unflatten(0, (4, 4))  # (4, 4, D)
-            half = scene.config.size / 2
-            r, c = (0 if ob.y < half else 2), (0 if ob.x < half else 2)
             rows.append(tokens[r : r + 2, c : c + 2].flatten())
             shapes.append(SHAPES.index(ob.shape))
             colours.append(list(COLOURS).index(ob.start_colour))

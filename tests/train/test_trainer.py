@@ -77,17 +77,16 @@ def test_resume_refuses_other_settings(quick_config, tmp_path):
 
 
 def test_resume_reads_settings_newer_than_the_checkpoint_as_their_defaults(quick_config, tmp_path):
-    train(quick_config(output=tmp_path / "r", steps=3, stop_after=1))
-    meta_file = tmp_path / "r/checkpoints/step-000001/trainer.json"
-    meta = json.loads(meta_file.read_text())
-    del meta["settings"]["loss_average"]  # as a checkpoint written before the setting existed
-    meta_file.write_text(json.dumps(meta))
+    def checkpoint_without_loss_average(output):  # as one written before the setting existed
+        train(quick_config(output=output, steps=3, stop_after=1))
+        meta_file = output / "checkpoints/step-000001/trainer.json"
+        meta = json.loads(meta_file.read_text())
+        del meta["settings"]["loss_average"]
+        meta_file.write_text(json.dumps(meta))
+
+    checkpoint_without_loss_average(tmp_path / "r")
     assert train(quick_config(output=tmp_path / "r", steps=3, resume=True)).steps == 3
-    train(quick_config(output=tmp_path / "s", steps=3, stop_after=1))
-    meta_file = tmp_path / "s/checkpoints/step-000001/trainer.json"
-    meta = json.loads(meta_file.read_text())
-    del meta["settings"]["loss_average"]
-    meta_file.write_text(json.dumps(meta))
+    checkpoint_without_loss_average(tmp_path / "s")
     with pytest.raises(DataError, match="loss_average"):  # a value other than the default is still refused
         train(quick_config(output=tmp_path / "s", steps=3, resume=True, loss_average="sample"))
 

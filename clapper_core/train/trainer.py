@@ -198,6 +198,13 @@ def _resolve_device(choice: str, d: Dist) -> torch.device:
             from clapper_core.errors import DeviceError
 
             raise DeviceError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu")
+        if d.local_rank >= torch.cuda.device_count():
+            from clapper_core.errors import DeviceError
+
+            raise DeviceError(
+                f"process {d.local_rank} of this node has no GPU of its own ({torch.cuda.device_count()} visible): "
+                "start at most one process per GPU (torchrun --nproc-per-node), or train on the CPU with --device cpu"
+            )
         torch.cuda.set_device(d.local_rank)
         return torch.device("cuda", d.local_rank)
     return torch.device("cpu")

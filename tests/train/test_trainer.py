@@ -162,14 +162,26 @@ def _rank_worker(rank: int, world: int, port: int, cfg, out_dir: str) -> None:
 def test_two_gloo_processes_train_the_same_model(quick_config, tmp_path):
     import torch.multiprocessing as mp
 
-    cfg = quick_config(stage=2, steps=3, batch_size=2, output=tmp_path / "ddp")
+    cfg = quick_config(stage=2, steps=3, batch_size=2, output=tmp_path / "ddp", device="cpu")  # gloo: CPU ranks
     mp.spawn(_rank_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0]["digest"] == ranks[1]["digest"]  # gradients were averaged: one model on both ranks
     assert ranks[0]["steps"] == 3 and ranks[0]["loss"] == ranks[1]["loss"]
     assert len(_losses(tmp_path / "ddp")) == 3  # rank 0 alone writes the log and the model
-    single = train(quick_config(stage=2, steps=3, batch_size=2, output=tmp_path / "one"))
+    single = train(quick_config(stage=2, steps=3, batch_size=2, output=tmp_path / "one", device="cpu"))
     assert single.weights_digest != ranks[0]["digest"]  # two ranks saw twice the data
+
+
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    from clapper_core.errors import DeviceError
+    from clapper_core.train.trainer import Dist, _resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    second = Dist(rank=1, world=2, local_rank=1)  # torchrun --nproc-per-node 2 on a one-GPU machine
+    for choice in ("cuda", "auto"):
+        with pytest.raises(DeviceError, match=r"process 1 of this node has no GPU of its own \(1 visible\)"):
+            _resolve_device(choice, second)
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="FSDP shards over GPUs: needs two")

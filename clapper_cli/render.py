@@ -156,6 +156,8 @@ def describe_timings(record: Record) -> str:
         parts.append(f"{record.frames} frames")
     if record.visual_tokens is not None:
         parts.append(f"{record.visual_tokens} visual tokens")
+    if record.device:
+        parts.append(" ".join(filter(None, (record.device, record.precision))))
     for name, value in (("decode", t.decode_s), ("encode", t.encode_s), ("prefill", t.prefill_s),
                         ("generate", t.generate_s)):
         if value is not None:

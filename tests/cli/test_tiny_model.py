@@ -31,7 +31,7 @@ def test_ask_with_a_tiny_model(tiny_model_dir, shared_videos):
     video = shared_videos[0]
     result = clapper("ask", str(video), "what happens?", "what moves?", "--model", str(tiny_model_dir), *FAST)
     assert result.returncode == 0, result.stderr
-    assert "visual tokens" in result.stderr and "demo model" not in result.stderr
+    assert "visual tokens · cpu fp32 · decode" in result.stderr and "demo model" not in result.stderr
     # a random model answers gibberish, but two answers, each on stdout, each at most 6 tokens
     assert result.stdout.count("\n") >= 2
 

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     train_file = _dataset(args.work / "train", num_videos=args.videos, seed=recipe.seed,
-                          multiple_choice=recipe.multiple_choice)
+                          multiple_choice=recipe.multiple_choice, all_orders=recipe.all_orders)
     qa_file = _dataset(args.work / "eval", num_videos=args.eval_videos, seed=1000, prefix="eval", qa=True)
     rows = []
     for name in args.only or list(VARIANTS):

@@ -247,6 +247,8 @@ def synth(
     multiple_choice: Annotated[float, typer.Option("--multiple-choice", min=0.0, max=1.0, metavar="SHARE",
                                                    help="Share of questions asked with lettered options, "
                                                    "answered with a letter, as `clapper eval` asks.")] = 0.0,
+    all_orders: Annotated[bool, typer.Option("--all-orders", help="Every order question a video allows (each "
+                                             "pair of events, both ways), not one.")] = False,
 ) -> None:
     """Write a synthetic temporal dataset: shapes that move, appear, vanish and change colour, with questions."""
     from clapper_core.errors import ConfigError
@@ -257,7 +259,7 @@ def synth(
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     summary = generate_dataset(out_dir, num_videos=num_videos, seed=seed, config=world, captions=captions,
-                               multi_turn=multi_turn, multiple_choice=multiple_choice)
+                               multi_turn=multi_turn, multiple_choice=multiple_choice, all_orders=all_orders)
     families = ", ".join(f"{k} {v}" for k, v in summary.family_counts.items())
     print(f"wrote {summary.num_videos} videos, {summary.num_questions} questions ({families})", file=sys.stderr)
     typer.echo(str(summary.train_file))

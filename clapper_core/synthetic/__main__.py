@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--multi-turn", action="store_true", help="one record per video, its questions as turns")
     parser.add_argument("--multiple-choice", type=float, default=0.0, metavar="SHARE",
                         help="share of questions asked with lettered options, answered with a letter (0 to 1)")
+    parser.add_argument("--all-orders", action="store_true",
+                        help="every order question a video allows (each pair of events, both ways), not one")
     args = parser.parse_args(argv)
     try:
         world = WorldConfig(size=args.size, fps=args.fps, seconds=args.seconds)
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             captions=not args.no_captions,
             multi_turn=args.multi_turn,
             multiple_choice=args.multiple_choice,
+            all_orders=args.all_orders,
         )
     except ValueError as exc:
         parser.error(str(exc))

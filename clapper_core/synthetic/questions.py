@@ -79,8 +79,8 @@ def _change_answer(ob: SceneObject) -> str:
     return f"it turned {ob.colours[block]}"
 
 
-def _order_question(scene: Scene, rng: random.Random) -> QA | None:
-    """'Which happened first, A or B?' over two events at different times, worded differently."""
+def _order_pairs(scene: Scene) -> list[tuple[tuple[int, str], tuple[int, str]]]:
+    """Every pair of events at different times, each event as (block, phrase), worded unambiguously."""
     events: list[tuple[int, str]] = []
     for ob in scene.objects:
         for block, what in ob.events():
@@ -89,14 +89,28 @@ def _order_question(scene: Scene, rng: random.Random) -> QA | None:
             events.append((block, f"the {ob.shape} {what}"))
     phrases = [p for _, p in events]
     unique = [e for e in events if phrases.count(e[1]) == 1]  # "turned blue" twice would be ambiguous
-    pairs = [(a, b) for i, a in enumerate(unique) for b in unique[i + 1 :] if a[0] != b[0]]
+    return [(a, b) for i, a in enumerate(unique) for b in unique[i + 1 :] if a[0] != b[0]]
+
+
+def _order_qa(a: tuple[int, str], b: tuple[int, str]) -> QA:
+    first = a if a[0] < b[0] else b
+    return QA("order", f"Which happened first, {a[1]} or {b[1]}?", first[1])
+
+
+def _order_question(scene: Scene, rng: random.Random) -> QA | None:
+    """'Which happened first, A or B?' over two events at different times, worded differently."""
+    pairs = _order_pairs(scene)
     if not pairs:
         return None
     a, b = rng.choice(pairs)
     if rng.random() < 0.5:
         a, b = b, a
-    first = a if a[0] < b[0] else b
-    return QA("order", f"Which happened first, {a[1]} or {b[1]}?", first[1])
+    return _order_qa(a, b)
+
+
+def all_order_questions(scene: Scene) -> list[QA]:
+    """Every order question the scene allows: each pair of events at different times, asked both ways."""
+    return [qa for a, b in _order_pairs(scene) for qa in (_order_qa(a, b), _order_qa(b, a))]
 
 
 def caption_for(scene: Scene) -> str:

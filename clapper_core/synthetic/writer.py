@@ -4,7 +4,9 @@
 
     out_dir/videos/<prefix>00000.mp4 ...
     out_dir/train.jsonl   LLaVA conversation records, one per question (or per video, multi_turn=True);
-                          a `multiple_choice` share of them lettered, as `clapper eval` asks
+                          a `multiple_choice` share of them lettered, as `clapper eval` asks; with
+                          all_orders=True every order question a video allows (each pair of events,
+                          both ways) instead of one
     out_dir/qa.jsonl      one line per question: id, video, family, question, answer (for scoring)
 
 Everything is a pure function of (seed, video index, WorldConfig): video i is the same whether
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -24,6 +26,7 @@ import numpy as np
 from clapper_core.synthetic.questions import (
     CAPTION_PROMPT,
     QA,
+    all_order_questions,
     caption_for,
     options_for,
     question_id,
@@ -124,6 +127,7 @@ def generate_dataset(
     captions: bool = True,
     multi_turn: bool = False,
     multiple_choice: float = 0.0,
+    all_orders: bool = False,
     on_video=None,
 ) -> DatasetSummary:
     """Write `num_videos` videos with their train.jsonl and qa.jsonl; see the module docstring."""
@@ -139,6 +143,10 @@ def generate_dataset(
     with open(out / "train.jsonl", "w") as train_f, open(out / "qa.jsonl", "w") as qa_f:
         for i in range(num_videos):
             video = make_video(out, i, seed=seed, config=config, prefix=prefix)
+            if all_orders:  # the other order questions after the video's own questions: their ids are unchanged
+                asked = {qa.question for qa in video.qas}
+                more = tuple(qa for qa in all_order_questions(video.scene) if qa.question not in asked)
+                video = replace(video, qas=video.qas + more)
             rel = f"videos/{video.path.name}"
             for rec in to_llava_records(video, rel, rng=order_rng, captions=captions, multi_turn=multi_turn,
                                         multiple_choice=multiple_choice):

@@ -50,6 +50,7 @@ class Recipe:
     stage2_lr: float = 2e-3
     vocab_size: int = 400
     multiple_choice: float = 0.25  # share of questions asked with lettered options, as `clapper eval` asks
+    all_orders: bool = False  # every order question a video allows (each pair of events, both ways), not one
     loss_average: str = "token"  # "sample": every record weighs the same, a caption no more than a one-word answer
 
 
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     say(f"writing {recipe.videos} synthetic videos to {work / 'data'}")
     summary = generate_dataset(work / "data", num_videos=recipe.videos, seed=recipe.seed, config=WorldConfig(),
-                               multiple_choice=recipe.multiple_choice)
+                               multiple_choice=recipe.multiple_choice, all_orders=recipe.all_orders)
     base = build_recipe_model(work / "base", recipe=recipe)
 
     def on_step(s):

@@ -57,3 +57,16 @@ def test_synth_cli_multiple_choice(tmp_path, capsys):
     lettered = [r for r in records if "Answer with the option's letter" in r]
     assert len(lettered) == len(records) - 3  # every question; the 3 caption records stay open
     assert main(["train", "synth", str(tmp_path / "t"), "--multiple-choice", "2"]) == 2  # a share, 0 to 1
+
+
+def test_synth_cli_all_orders(tmp_path, capsys):
+    from clapper_core.synthetic.__main__ import main as module_main
+
+    assert main(["train", "synth", str(tmp_path / "one"), "-n", "8", "--seed", "6"]) == 0
+    assert main(["train", "synth", str(tmp_path / "all"), "-n", "8", "--seed", "6", "--all-orders"]) == 0
+    assert module_main([str(tmp_path / "mod"), "-n", "8", "--seed", "6", "--all-orders"]) == 0
+
+    def orders(name):
+        return sum('"family": "order"' in line for line in (tmp_path / name / "qa.jsonl").read_text().splitlines())
+
+    assert orders("all") == orders("mod") > 2 * orders("one") > 0

@@ -121,3 +121,40 @@ def test_a_multiple_choice_share_is_asked_as_clapper_eval_asks(tmp_path):
         assert all(f"{'ABCD'[i]}. {o}" in prompt for i, o in enumerate(options))
     assert lettered > 10 and open_ended > 10
     assert generate_dataset(tmp_path / "none", num_videos=12, seed=3).num_questions == s.num_questions
+
+
+def test_all_orders_adds_every_pair_both_ways_and_keeps_the_rest(tmp_path):
+    """all_orders=True: each pair of events at different times, asked both ways, answered by the earlier event;
+    every other question (and the video's own order question, with its id) as without it."""
+    from clapper_core.synthetic.writer import make_video
+
+    one = generate_dataset(tmp_path / "one", num_videos=20, seed=5)
+    every = generate_dataset(tmp_path / "all", num_videos=20, seed=5, all_orders=True)
+
+    def by_video(summary):
+        rows = {}
+        for line in summary.qa_file.read_text().splitlines():
+            rows.setdefault(json.loads(line)["id"], []).append(json.loads(line))
+        return rows
+
+    rows_one, rows_all = by_video(one), by_video(every)
+    assert all(rows_all[vid][: len(rows)] == rows for vid, rows in rows_one.items())  # the same first, in order
+    assert {f: n for f, n in every.family_counts.items() if f != "order"} == {
+        f: n for f, n in one.family_counts.items() if f != "order"
+    }
+    assert every.family_counts["order"] > 2 * one.family_counts["order"]
+
+    for i in range(20):
+        scene = make_video(tmp_path / "check", i, seed=5).scene
+        times = {}  # event phrase -> its block
+        for ob in scene.objects:
+            for block, what in ob.events():
+                phrase = f"the {ob.shape} " + (f"turned {ob.colours[block]}" if what == "changed colour" else what)
+                times.setdefault(phrase, []).append(block)
+        orders = [r for r in rows_all[f"synth{i:05d}"] if r["family"] == "order"]
+        assert len({r["question"] for r in orders}) == len(orders)  # no question twice
+        for r in orders:
+            a, b = r["question"].removeprefix("Which happened first, ").removesuffix("?").split(" or ")
+            assert f"Which happened first, {b} or {a}?" in {o["question"] for o in orders}  # both ways
+            assert len(times[a]) == len(times[b]) == 1 and times[a] != times[b]
+            assert r["answer"] == (a if times[a][0] < times[b][0] else b)

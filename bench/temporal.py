@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage1-steps", type=int, default=Recipe.stage1_steps)
     p.add_argument("--stage2-steps", type=int, default=Recipe.stage2_steps)
     p.add_argument("--only", choices=list(VARIANTS), action="append", help="run only these variants")
+    p.add_argument("--all-orders", action="store_true",
+                   help="train on every order question a video allows (each pair of events, both ways), not one")
     p.add_argument("--reuse", action="store_true",
                    help="score a variant already trained under --work instead of training it again "
                         "(to run the variants as parallel processes, then print one table)")
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                         "recipe's output (python -m clapper_core.train.demo --work runs/demo gives "
                         "runs/demo/stage2), which is that variant trained on the same videos")
     args = p.parse_args(argv)
-    recipe = Recipe(videos=args.videos, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps)
+    recipe = Recipe(videos=args.videos, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
+                    all_orders=args.all_orders)
 
     from clapper_core.model import LoadConfig, load_model
     from clapper_core.model.configuration_clapper import segment_token_count

@@ -151,8 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos", type=int, default=Recipe.videos)
     parser.add_argument("--stage1-steps", type=int, default=Recipe.stage1_steps)
     parser.add_argument("--stage2-steps", type=int, default=Recipe.stage2_steps)
+    parser.add_argument("--all-orders", action="store_true",
+                        help="every order question a video allows (each pair of events, both ways), not one")
     args = parser.parse_args(argv)
-    recipe = Recipe(videos=args.videos, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps)
+    recipe = Recipe(videos=args.videos, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
+                    all_orders=args.all_orders)
     work: Path = args.work
     t0 = time.perf_counter()
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731

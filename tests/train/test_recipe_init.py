@@ -1,9 +1,10 @@
-"""The demo recipe's feature statistics: the LLM and the TimePerceiver must get features they can tell apart."""
+"""The demo recipe: feature statistics the LLM and the TimePerceiver can tell apart, and its command's data options."""
 
 from __future__ import annotations
 
 import shutil
 
+import pytest
 import torch
 
 
@@ -55,3 +56,24 @@ def test_frozen_prefixes_stay_bit_identical(quick_config):
         assert torch.equal(before[name], after[name]), name
     assert not torch.equal(before["model.multi_modal_projector.linear_2.weight"],
                            after["model.multi_modal_projector.linear_2.weight"])
+
+
+class _Stop(Exception):
+    """Raised in place of writing the data: the arguments are all the test looks at."""
+
+
+def test_demo_command_passes_all_orders_to_the_data(monkeypatch, tmp_path):
+    """`python -m clapper_core.train.demo --all-orders` writes every order question; the default writes one."""
+    from clapper_core.train import demo
+
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append(kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(demo, "generate_dataset", record)
+    for argv, want in (([], False), (["--all-orders"], True)):
+        with pytest.raises(_Stop):
+            demo.main(["--work", str(tmp_path), *argv])
+        assert seen[-1]["all_orders"] is want and seen[-1]["multiple_choice"] == demo.Recipe.multiple_choice

@@ -15,14 +15,13 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.e2e import make_video  # noqa: E402
+from bench.e2e import PeakSampler, make_video  # noqa: E402
 
 
 def write_checkpoint(out: Path) -> float:
@@ -46,44 +45,24 @@ def write_checkpoint(out: Path) -> float:
     return sum(f.stat().st_size for f in out.glob("*.safetensors")) / 2**30
 
 
-class GpuMemory:
-    """Samples the GPU memory in use (MiB, nvidia-smi) every 0.2 s while active; `.peak` is the highest seen."""
-
-    def __init__(self):
-        self.peak, self._stop = 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @staticmethod
-    def used() -> int:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, check=True).stdout
-        return int(out.split()[0])
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.used())
-            self._stop.wait(0.2)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+def gpu_used_mib() -> int:
+    """The GPU memory in use (MiB) by every process, as nvidia-smi reads it."""
+    out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.split()[0])
 
 
 def ask(model: Path, video: Path, quant: str, new_tokens: int) -> dict:
     cmd = [sys.executable, "-m", "clapper_cli.main", "ask", str(video), "What happens in this video?", "-m", str(model),
            "--quant", quant, "--device", "cuda", "--max-new-tokens", str(new_tokens), "--json"]
-    idle = GpuMemory.used()
+    idle = gpu_used_mib()
     t = time.perf_counter()
-    with GpuMemory() as mem:
+    with PeakSampler(gpu_used_mib, 0.2) as mem:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"clapper ask --quant {quant} failed:\n{proc.stderr[-2000:]}")
     record = json.loads(proc.stdout)
-    return {"quant": quant, "wall_s": time.perf_counter() - t, "peak_mib": mem.peak - idle, **record["timings"],
+    return {"quant": quant, "wall_s": time.perf_counter() - t, "peak_mib": int(mem.peak) - idle, **record["timings"],
             "frames": record["frames"], "visual_tokens": record["visual_tokens"], "new_tokens": record["new_tokens"]}
 
 

@@ -108,24 +108,20 @@ def run_layout(model, processor, patches, clip, layout: str, new_tokens: int, de
     return stats
 
 
-class PeakRSS:
-    """Samples this process's resident memory every 5 ms while active; `.peak_mb` is the highest seen."""
+class PeakSampler:
+    """Calls `measure()` every `interval` seconds while active (and once more at the end); `.peak` is the highest."""
 
-    def __init__(self):
+    def __init__(self, measure, interval: float):
         import threading
 
-        self.peak_mb, self._stop = 0.0, threading.Event()
+        self.measure, self.interval, self.peak = measure, interval, 0.0
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @staticmethod
-    def now_mb() -> float:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, self.now_mb())
-            self._stop.wait(0.005)
+            self.peak = max(self.peak, self.measure())
+            self._stop.wait(self.interval)
 
     def __enter__(self):
         self._thread.start()
@@ -134,7 +130,23 @@ class PeakRSS:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak_mb = max(self.peak_mb, self.now_mb())
+        self.peak = max(self.peak, self.measure())
+
+
+class PeakRSS(PeakSampler):
+    """This process's resident memory (MB), sampled every 5 ms; `.peak_mb` is the highest seen."""
+
+    def __init__(self):
+        super().__init__(self.now_mb, 0.005)
+
+    @staticmethod
+    def now_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak
 
 
 def _log(msg: str) -> None:

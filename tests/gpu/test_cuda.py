@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from clapper_core.generation import GenerationConfig, VideoSession
+from clapper_core.generation import VideoSession
 from clapper_core.model import LoadConfig, load_model
-from clapper_core.synthetic import make_video, normalize_answer
+from tests.train.test_demo_model import colour_and_direction_right, fresh_videos
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -74,26 +74,17 @@ def test_four_bit_on_cuda_quantizes_the_llm_only_and_stays_close(tiny_model_dir,
 
 
 @pytest.fixture(scope="module")
-def fresh_videos(tmp_path_factory):
-    out = tmp_path_factory.mktemp("fresh")
-    return [make_video(out, i, seed=424242) for i in range(12)]  # a seed the demo never trained on
+def fresh(tmp_path_factory):
+    return fresh_videos(tmp_path_factory.mktemp("fresh"))
 
 
 @pytest.mark.parametrize("quant", ["bf16", "4bit"])
-def test_demo_model_on_cuda_answers_colour_and_direction(quant, fresh_videos):
+def test_demo_model_on_cuda_answers_colour_and_direction(quant, fresh):
     """The same bars as the CPU demo test (tests/train/test_demo_model.py), in bf16 and in 4-bit."""
     if quant == "4bit":
         pytest.importorskip("bitsandbytes")
-    from clapper_core.video import SamplingConfig, load_clip
-
     demo = load_model(LoadConfig(model="clapper-demo", device="cuda", quant=quant))
-    right = {"colour": 0, "direction": 0}
-    for video in fresh_videos:
-        session = VideoSession(demo, load_clip(video.path, SamplingConfig()))
-        for qa in video.qas:
-            if qa.family in right:
-                answer = session.ask(qa.question, GenerationConfig(max_new_tokens=8))
-                right[qa.family] += normalize_answer(answer) == qa.answer
+    right = colour_and_direction_right(demo, fresh)
     assert right["colour"] >= 7 and right["direction"] >= 10, right
 
 
@@ -109,9 +100,9 @@ def test_training_on_cuda_under_bf16_autocast_reduces_the_loss(quick_config):
     assert all(p.dtype == torch.float32 for p in saved.model.parameters() if p.is_floating_point())
 
 
-def test_cli_ask_runs_on_cuda(fresh_videos):
+def test_cli_ask_runs_on_cuda(fresh):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    video = fresh_videos[0]
+    video = fresh[0]
     question = next(qa for qa in video.qas if qa.family == "colour")
     proc = subprocess.run(
         [sys.executable, "-m", "clapper_cli.main", "ask", str(video.path), question.question, "--device", "cuda",

@@ -30,16 +30,25 @@ def test_demo_answers_colour_and_direction_on_fresh_videos(demo, tmp_path):
     99.3% (chance 25%); the colour bar sits two standard deviations below its rate, the direction bar
     further, and both far above chance (7 of 12 colours right by guessing: under 0.5%).
     """
+    right = colour_and_direction_right(demo, fresh_videos(tmp_path))
+    assert right["colour"] >= 7 and right["direction"] >= 10, right
+
+
+def fresh_videos(out_dir, n: int = 12) -> list:
+    """`n` synthetic videos of a seed the demo never trained on."""
+    return [make_video(out_dir, i, seed=424242) for i in range(n)]
+
+
+def colour_and_direction_right(loaded, videos) -> dict[str, int]:
+    """How many of the videos' colour and direction questions (one of each a video) `loaded` answers exactly."""
     from clapper_core.generation import GenerationConfig, VideoSession
     from clapper_core.video import SamplingConfig, load_clip
 
     right = {"colour": 0, "direction": 0}
-    n = 12
-    for i in range(n):
-        video = make_video(tmp_path, i, seed=424242)  # a seed the demo never trained on
-        session = VideoSession(demo, load_clip(video.path, SamplingConfig()))
+    for video in videos:
+        session = VideoSession(loaded, load_clip(video.path, SamplingConfig()))
         for qa in video.qas:
             if qa.family in right:
                 answer = session.ask(qa.question, GenerationConfig(max_new_tokens=8))
                 right[qa.family] += normalize_answer(answer) == qa.answer
-    assert right["colour"] >= 7 and right["direction"] >= 10, right
+    return right

@@ -9,7 +9,8 @@ layouts share one model and one SigLIP pass (they run SigLIP on the same frames)
 projection, prefill and decoding then run in turn while a sampler records the process's peak
 resident memory (weights included) and the rise above what was resident before the layout ran.
 Each layout runs once to warm up (kernel choice, allocations), then --repeats times; stage timings are
-the medians. With a CUDA GPU the same runs for Qwen2-7B in bf16 and 4-bit (peak = CUDA allocated).
+the medians of those, the CPU memory figures are the warm-up pass's (it is the one that allocates). With a
+CUDA GPU the same runs for Qwen2-7B in bf16 and 4-bit (peak = CUDA allocated, reset for every pass).
 """
 
 from __future__ import annotations
@@ -187,10 +188,10 @@ def bench(llm: str, quant: str, device: str, frames: int, new_tokens: int, video
     rows = []
     for layout in ("Clapper", "LLaVA-OV"):
         _log(f"running the {layout} layout: one warm-up pass, then {repeats} timed")
-        run_layout(model, processor, patches, clip, layout, new_tokens, device)  # kernel choice, allocator
-        with PeakRSS() as rss:
+        with PeakRSS() as rss:  # the first pass allocates: the CPU memory figures are its own
             base = rss.now_mb()
-            runs = [run_layout(model, processor, patches, clip, layout, new_tokens, device) for _ in range(repeats)]
+            run_layout(model, processor, patches, clip, layout, new_tokens, device)
+        runs = [run_layout(model, processor, patches, clip, layout, new_tokens, device) for _ in range(repeats)]
         row = _median_row(runs)
         if device == "cpu":
             row["peak_mb"], row["extra_mb"] = rss.peak_mb, rss.peak_mb - base

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from clapper_core.errors import ConfigError, DataError
+from clapper_core.errors import ConfigError, DataError, DeviceError
 from clapper_core.train.batches import IGNORE, ExampleBuilder, collate
 from clapper_core.train.data import ClipCache, TrainData, read_train_data
 from clapper_core.train.metrics import MetricsLog
@@ -195,12 +195,8 @@ def _resolve_device(choice: str, d: Dist) -> torch.device:
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda":
         if not torch.cuda.is_available():
-            from clapper_core.errors import DeviceError
-
             raise DeviceError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu")
         if d.local_rank >= torch.cuda.device_count():
-            from clapper_core.errors import DeviceError
-
             raise DeviceError(
                 f"process {d.local_rank} of this node has no GPU of its own ({torch.cuda.device_count()} visible): "
                 "start at most one process per GPU (torchrun --nproc-per-node), or train on the CPU with --device cpu"

@@ -12,11 +12,11 @@ The keyframe is the first sampled frame of the segment, and the synthetic world 
 time (the mover is still in the first second, every event comes later), so the time-only
 families (direction, order, change, times) need the other frames of the segment.
 
-    python bench/temporal.py                      # the default run (over an hour on 2 CPU cores)
+    python bench/temporal.py                      # the default run (over two hours on 2 CPU cores)
     python bench/temporal.py --only "keyframe only" &  python bench/temporal.py --only "keyframe + avg pool" &
     python -m clapper_core.train.demo --work runs/demo; wait
     python bench/temporal.py --reuse --perceiver-from runs/demo/stage2   # the same, as parallel processes
-    python bench/temporal.py --stage2-steps 1500 --videos 2000 --eval-videos 300   # longer
+    python bench/temporal.py --stage2-steps 1500 --videos 2000 --eval-videos 300   # other sizes
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage1-steps", type=int, default=Recipe.stage1_steps)
     p.add_argument("--stage2-steps", type=int, default=Recipe.stage2_steps)
     p.add_argument("--only", choices=list(VARIANTS), action="append", help="run only these variants")
-    p.add_argument("--all-orders", action="store_true",
-                   help="train on every order question a video allows (each pair of events, both ways), not one")
+    p.add_argument("--all-orders", action=argparse.BooleanOptionalAction, default=Recipe.all_orders,
+                   help="train on every order question a video allows (each pair of events, both ways); "
+                        "--no-all-orders: one per video")
     p.add_argument("--reuse", action="store_true",
                    help="score a variant already trained under --work instead of training it again "
                         "(to run the variants as parallel processes, then print one table)")

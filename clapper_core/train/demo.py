@@ -1,6 +1,7 @@
 """The recipe of the built-in demo model: `python -m clapper_core.train.demo`.
 
-    1. write a synthetic training set (the temporal world of shapes, `clapper_core.synthetic`)
+    1. write a synthetic training set (the temporal world of shapes, `clapper_core.synthetic`), with every
+       order question a video allows
     2. build a tiny random Clapper: a byte-level BPE tokenizer fitted to the world's texts, a
        SigLIP of 64 px frames with 8 px patches (8x8 grid, pooled with stride 2 to 4x4 = 16 keyframe
        tokens), a 3x3 TimePerceiver (9 temporal tokens), a 4-layer Qwen2; the random SigLIP's
@@ -13,6 +14,7 @@
 
 Everything is seeded: the same command gives the same model on the same machine, torch version and number of
 CPU threads (`OMP_NUM_THREADS`; another count sums floats in another order, and the runs drift apart).
+The built-in model was made with `OMP_NUM_THREADS=2 python -m clapper_core.train.demo --install`.
 The same `build_recipe_model` / `train_recipe` serve `bench/temporal.py`, which varies the fast path.
 """
 
@@ -42,7 +44,7 @@ class Recipe:
     videos: int = 4000  # training videos (a record per question, and one per caption)
     seed: int = 0
     stage1_steps: int = 50
-    stage2_steps: int = 6000
+    stage2_steps: int = 9000
     train_vision: bool = False  # the random SigLIP already separates the world's colours and shapes
     vision_lr: float | None = None  # with train_vision: the tower's own peak learning rate (default: stage2_lr)
     batch_size: int = 32
@@ -50,7 +52,7 @@ class Recipe:
     stage2_lr: float = 2e-3
     vocab_size: int = 400
     multiple_choice: float = 0.25  # share of questions asked with lettered options, as `clapper eval` asks
-    all_orders: bool = False  # every order question a video allows (each pair of events, both ways), not one
+    all_orders: bool = True  # every order question a video allows (each pair of events, both ways), not one per video
     loss_average: str = "token"  # "sample": every record weighs the same, a caption no more than a one-word answer
 
 
@@ -151,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos", type=int, default=Recipe.videos)
     parser.add_argument("--stage1-steps", type=int, default=Recipe.stage1_steps)
     parser.add_argument("--stage2-steps", type=int, default=Recipe.stage2_steps)
-    parser.add_argument("--all-orders", action="store_true",
-                        help="every order question a video allows (each pair of events, both ways), not one")
+    parser.add_argument("--all-orders", action=argparse.BooleanOptionalAction, default=Recipe.all_orders,
+                        help="every order question a video allows (each pair of events, both ways); "
+                             "--no-all-orders: one per video")
     args = parser.parse_args(argv)
     recipe = Recipe(videos=args.videos, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
                     all_orders=args.all_orders)

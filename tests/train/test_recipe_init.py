@@ -63,7 +63,7 @@ class _Stop(Exception):
 
 
 def test_demo_command_passes_all_orders_to_the_data(monkeypatch, tmp_path):
-    """`python -m clapper_core.train.demo --all-orders` writes every order question; the default writes one."""
+    """`python -m clapper_core.train.demo` writes every order question by default; `--no-all-orders` one per video."""
     from clapper_core.train import demo
 
     seen = []
@@ -73,7 +73,8 @@ def test_demo_command_passes_all_orders_to_the_data(monkeypatch, tmp_path):
         raise _Stop
 
     monkeypatch.setattr(demo, "generate_dataset", record)
-    for argv, want in (([], False), (["--all-orders"], True)):
+    assert demo.Recipe.all_orders is True
+    for argv, want in (([], True), (["--no-all-orders"], False), (["--all-orders"], True)):
         with pytest.raises(_Stop):
             demo.main(["--work", str(tmp_path), *argv])
         assert seen[-1]["all_orders"] is want and seen[-1]["multiple_choice"] == demo.Recipe.multiple_choice

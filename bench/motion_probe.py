@@ -25,10 +25,11 @@ in: how much of what the one-frame questions ask the random vision tower's featu
 With `--model DIR` (a trained Clapper with a TimePerceiver, the demo model for one), the same count is
 probed from what that model hands its LLM: the visual token of the object's 3x3 cell after the projector; and
 from the same token, when a corner object's first event (appearing, disappearing, changing colour) happened,
-which is what "which happened first" questions compare.
+which is what "which happened first" questions compare; and the colour a corner object turned, from that token
+and, for reference, from the object's cell in the last frame (the vision tower's features before any training).
 
     python bench/motion_probe.py                                   # about a minute on 2 CPU cores
-    python bench/motion_probe.py --model clapper_core/demo_model   # and the demo's perceiver tokens
+    python bench/motion_probe.py --model clapper_core/demo_model   # and the demo's perceiver tokens (3 min)
 """
 
 from __future__ import annotations
@@ -143,6 +144,17 @@ def _probe_trained(model_dir: Path, args, n: int) -> None:
           f"from the same token, {n} training and {len(blocks) - n} test scenes")
     print(f"{'perceiver token':<24}{tokens.shape[-1]:>7}{100 * _mlp_probe(tokens, blocks, n, classes=3):>14.1f}%")
 
+    def last_frame_cell(scene, cell: int):  # the cell in the last frame, from the same vision tower, (1, D)
+        from clapper_core.model.time_perceiver import grid_pool
+
+        return grid_pool(_segment_patches(model, proc, scene)[None], 3)[0][-1, cell][None]
+
+    print(f"\n{model_dir}: the colour a corner object turned (its colour in the last frame; 5 classes), "
+          f"{n} training and {args.count_scenes - n} test scenes, MLP probe (128 hidden)")
+    for name, read in (("last frame's cell", last_frame_cell), ("perceiver token", perceiver_cell)):
+        X, colours = _new_colours(read, random.Random(args.seed + 4), args.count_scenes)
+        print(f"{name:<24}{X.shape[-1]:>7}{100 * _mlp_probe(X, colours, n, classes=5):>14.1f}%")
+
 
 def _segment_patches(model, proc, scene):
     """The scene's 4 frames at 1 fps (mid-second) through the vision tower, standardised: (4, P, D)."""
@@ -195,6 +207,22 @@ def _first_events(read, rng, scenes: int):
             rows.append(read(scene, 3 * row + col)[0])
             blocks.append(ob.events()[0][0] - 1)
     return torch.stack(rows), torch.tensor(blocks)
+
+
+def _new_colours(read, rng, scenes: int):
+    """`read(scene, cell)` of the 3x3 cell of a corner object that changes colour, and its colour in the last
+    sampled frame (what "what happened to it?" names: "it turned red"): (N, ...) and (N,)."""
+    import torch
+
+    from clapper_core.synthetic.world import COLOURS
+
+    names = list(COLOURS)
+    rows, colours = [], []
+    with torch.no_grad():
+        for scene, ob, (row, col) in _corner_objects(rng, scenes, lambda o: o.role == "changer" and o.colour_changes):
+            rows.append(read(scene, 3 * row + col)[0])
+            colours.append(names.index(ob.colours[3]))
+    return torch.stack(rows), torch.tensor(colours)
 
 
 def _keyframe_quarters(model, proc, rng, scenes: int):

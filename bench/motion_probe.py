@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<24}{X.shape[1]:>7}{100 * _linear_probe(X, y, n, classes=4):>14.1f}%")
 
     def frame_cells(scene, cell: int):  # the cell in each of the 4 frames, (4, D)
-        return grid_pool(_segment_patches(model, proc, scene)[None], 3)[0][:, cell]
+        return _frame_cells(model, proc, scene, cell)
 
     cells, counts = _corner_cells(frame_cells, random.Random(args.seed + 1), args.count_scenes)  # (N, 4, D), (N,)
     n = args.count_scenes * 4 // 5
@@ -138,22 +138,20 @@ def _probe_trained(model_dir: Path, args, n: int) -> None:
     cells, counts = _corner_cells(perceiver_cell, random.Random(args.seed + 1), args.count_scenes)  # (N, 1, Dt)
     print(f"\n{model_dir}: the same count from the cell's perceiver token after the projector")
     print(f"{'perceiver token':<24}{cells.shape[-1]:>7}{100 * _mlp_probe(cells[:, 0], counts, n, classes=4):>14.1f}%")
-    tokens, blocks = _first_events(perceiver_cell, random.Random(args.seed + 3), args.count_scenes)
+    tokens, blocks = _first_events(perceiver_cell, random.Random(args.seed + 3), args.count_scenes)  # (N, 1, Dt)
     share = torch.bincount(blocks[n:]).max().item() / len(blocks[n:])
     print(f"\n{model_dir}: the second of a corner object's first event (1-3, most common answer {100 * share:.1f}%) "
           f"from the same token, {n} training and {len(blocks) - n} test scenes")
-    print(f"{'perceiver token':<24}{tokens.shape[-1]:>7}{100 * _mlp_probe(tokens, blocks, n, classes=3):>14.1f}%")
+    print(f"{'perceiver token':<24}{tokens.shape[-1]:>7}{100 * _mlp_probe(tokens[:, 0], blocks, n, classes=3):>14.1f}%")
 
     def last_frame_cell(scene, cell: int):  # the cell in the last frame, from the same vision tower, (1, D)
-        from clapper_core.model.time_perceiver import grid_pool
-
-        return grid_pool(_segment_patches(model, proc, scene)[None], 3)[0][-1, cell][None]
+        return _frame_cells(model, proc, scene, cell)[-1:]
 
     print(f"\n{model_dir}: the colour a corner object turned (its colour in the last frame; 5 classes), "
           f"{n} training and {args.count_scenes - n} test scenes, MLP probe (128 hidden)")
     for name, read in (("last frame's cell", last_frame_cell), ("perceiver token", perceiver_cell)):
-        X, colours = _new_colours(read, random.Random(args.seed + 4), args.count_scenes)
-        print(f"{name:<24}{X.shape[-1]:>7}{100 * _mlp_probe(X, colours, n, classes=5):>14.1f}%")
+        X, colours = _new_colours(read, random.Random(args.seed + 4), args.count_scenes)  # (N, 1, D), (N,)
+        print(f"{name:<24}{X.shape[-1]:>7}{100 * _mlp_probe(X[:, 0], colours, n, classes=5):>14.1f}%")
 
 
 def _segment_patches(model, proc, scene):
@@ -163,6 +161,13 @@ def _segment_patches(model, proc, scene):
     fps = scene.config.fps
     frames = render_frames(scene)[[fps // 2 + fps * s for s in range(4)]]  # (4, H, W, 3)
     return model.model.standardize_patches(model.model.get_frame_patches(proc.preprocess_frames(frames)))
+
+
+def _frame_cells(model, proc, scene, cell: int):
+    """The scene's 3x3 cell `cell` in each of its 4 frames, from `model`'s vision tower: (4, D)."""
+    from clapper_core.model.time_perceiver import grid_pool
+
+    return grid_pool(_segment_patches(model, proc, scene)[None], 3)[0][:, cell]
 
 
 def _corner_objects(rng, scenes: int, eligible):
@@ -183,46 +188,39 @@ def _corner_objects(rng, scenes: int, eligible):
         found += 1
 
 
-def _corner_cells(read, rng, scenes: int):
-    """`read(scene, cell)` of the 3x3 cell holding a still corner object (static or changing colour),
-    and how many times the object changes colour: (N, ...) and (N,)."""
+def _corner_samples(read, rng, scenes: int, eligible, label):
+    """`read(scene, cell)` of the 3x3 cell of a corner object that `eligible(object)` accepts, in each of
+    `scenes` random scenes, and `label(object)`: (N, ...) and (N,)."""
     import torch
 
-    cells, counts = [], []
+    rows, labels = [], []
     with torch.no_grad():
-        for scene, ob, (row, col) in _corner_objects(rng, scenes, lambda o: o.role in ("static", "changer")):
-            cells.append(read(scene, 3 * row + col))
-            counts.append(ob.colour_changes)
-    return torch.stack(cells), torch.tensor(counts)
+        for scene, ob, (row, col) in _corner_objects(rng, scenes, eligible):
+            rows.append(read(scene, 3 * row + col))
+            labels.append(label(ob))
+    return torch.stack(rows), torch.tensor(labels)
+
+
+def _corner_cells(read, rng, scenes: int):
+    """A still corner object (static or changing colour), labelled with how many times it changes colour."""
+    return _corner_samples(read, rng, scenes, lambda o: o.role in ("static", "changer"), lambda o: o.colour_changes)
 
 
 def _first_events(read, rng, scenes: int):
-    """`read(scene, cell)` of the 3x3 cell of a corner object with an event (it appears, disappears or changes
-    colour), and the second of its first event, from 0: (N, ...) and (N,)."""
-    import torch
-
-    rows, blocks = [], []
-    with torch.no_grad():
-        for scene, ob, (row, col) in _corner_objects(rng, scenes, lambda o: o.role != "mover" and o.events()):
-            rows.append(read(scene, 3 * row + col)[0])
-            blocks.append(ob.events()[0][0] - 1)
-    return torch.stack(rows), torch.tensor(blocks)
+    """A corner object with an event (it appears, disappears or changes colour), labelled with the second of its
+    first event, from 0."""
+    return _corner_samples(read, rng, scenes, lambda o: o.role != "mover" and o.events(),
+                           lambda o: o.events()[0][0] - 1)
 
 
 def _new_colours(read, rng, scenes: int):
-    """`read(scene, cell)` of the 3x3 cell of a corner object that changes colour, and its colour in the last
-    sampled frame (what "what happened to it?" names: "it turned red"): (N, ...) and (N,)."""
-    import torch
-
+    """A corner object that changes colour, labelled with its colour in the last sampled frame (what "what
+    happened to it?" names: "it turned red"), as an index into the world's colours."""
     from clapper_core.synthetic.world import COLOURS
 
     names = list(COLOURS)
-    rows, colours = [], []
-    with torch.no_grad():
-        for scene, ob, (row, col) in _corner_objects(rng, scenes, lambda o: o.role == "changer" and o.colour_changes):
-            rows.append(read(scene, 3 * row + col)[0])
-            colours.append(names.index(ob.colours[3]))
-    return torch.stack(rows), torch.tensor(colours)
+    return _corner_samples(read, rng, scenes, lambda o: o.role == "changer" and o.colour_changes,
+                           lambda o: names.index(o.colours[3]))
 
 
 def _keyframe_quarters(model, proc, rng, scenes: int):

@@ -32,7 +32,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from clapper_core.synthetic import FAMILIES, ONE_FRAME_FAMILIES, TIME_FAMILIES, generate_dataset  # noqa: E402
-from clapper_core.train.demo import Recipe, build_recipe_model, train_recipe  # noqa: E402
+from clapper_core.train.demo import (  # noqa: E402
+    add_recipe_arguments,
+    build_recipe_model,
+    recipe_from_arguments,
+    train_recipe,
+)
 
 VARIANTS = {
     "keyframe only": dict(fast_path="none", vision_config={"image_size": 80}),
@@ -57,14 +62,8 @@ def _dataset(out: Path, *, qa: bool = False, **kwargs) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, default=ROOT / "runs/bench_temporal")
-    p.add_argument("--videos", type=int, default=Recipe.videos, help="training videos")
     p.add_argument("--eval-videos", type=int, default=150, help="held-out videos (seed 1000)")
-    p.add_argument("--stage1-steps", type=int, default=Recipe.stage1_steps)
-    p.add_argument("--stage2-steps", type=int, default=Recipe.stage2_steps)
     p.add_argument("--only", choices=list(VARIANTS), action="append", help="run only these variants")
-    p.add_argument("--all-orders", action=argparse.BooleanOptionalAction, default=Recipe.all_orders,
-                   help="train on every order question a video allows (each pair of events, both ways); "
-                        "--no-all-orders: one per video")
     p.add_argument("--reuse", action="store_true",
                    help="score a variant already trained under --work instead of training it again "
                         "(to run the variants as parallel processes, then print one table)")
@@ -72,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="score this model as the perceiver variant instead of training one: the demo "
                         "recipe's output (python -m clapper_core.train.demo --work runs/demo gives "
                         "runs/demo/stage2), which is that variant trained on the same videos")
+    add_recipe_arguments(p)
     args = p.parse_args(argv)
-    recipe = Recipe(videos=args.videos, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
-                    all_orders=args.all_orders)
+    recipe = recipe_from_arguments(args)
 
     from clapper_core.model import LoadConfig, load_model
     from clapper_core.model.configuration_clapper import segment_token_count

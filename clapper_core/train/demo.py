@@ -146,19 +146,29 @@ def install(model_dir: Path, dest: Path = DEMO_DIR) -> None:
             shutil.copy2(f, dest / f.name)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clapper_core.train.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path, default=Path("runs/demo"), help="folder for data, checkpoints, logs")
-    parser.add_argument("--install", action="store_true", help=f"copy the trained model into {DEMO_DIR}")
-    parser.add_argument("--videos", type=int, default=Recipe.videos)
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The recipe's command-line options, shared by this command and bench/temporal.py."""
+    parser.add_argument("--videos", type=int, default=Recipe.videos, help="training videos")
     parser.add_argument("--stage1-steps", type=int, default=Recipe.stage1_steps)
     parser.add_argument("--stage2-steps", type=int, default=Recipe.stage2_steps)
     parser.add_argument("--all-orders", action=argparse.BooleanOptionalAction, default=Recipe.all_orders,
                         help="every order question a video allows (each pair of events, both ways); "
                              "--no-all-orders: one per video")
+
+
+def recipe_from_arguments(args: argparse.Namespace) -> Recipe:
+    """The Recipe that `add_recipe_arguments`' options ask for (the rest at its defaults)."""
+    return Recipe(videos=args.videos, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
+                  all_orders=args.all_orders)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clapper_core.train.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("runs/demo"), help="folder for data, checkpoints, logs")
+    parser.add_argument("--install", action="store_true", help=f"copy the trained model into {DEMO_DIR}")
+    add_recipe_arguments(parser)
     args = parser.parse_args(argv)
-    recipe = Recipe(videos=args.videos, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
-                    all_orders=args.all_orders)
+    recipe = recipe_from_arguments(args)
     work: Path = args.work
     t0 = time.perf_counter()
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731

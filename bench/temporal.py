@@ -35,6 +35,7 @@ from clapper_core.synthetic import FAMILIES, ONE_FRAME_FAMILIES, TIME_FAMILIES, 
 from clapper_core.train.demo import (  # noqa: E402
     add_recipe_arguments,
     build_recipe_model,
+    recipe_data,
     recipe_from_arguments,
     train_recipe,
 )
@@ -80,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     from clapper_core.train.synth_eval import score_synthetic
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    train_file = _dataset(args.work / "train", num_videos=args.videos, seed=recipe.seed,
-                          multiple_choice=recipe.multiple_choice, all_orders=recipe.all_orders)
+    train_file = _dataset(args.work / "train", num_videos=args.videos, seed=recipe.seed, **recipe_data(recipe))
     qa_file = _dataset(args.work / "eval", num_videos=args.eval_videos, seed=1000, prefix="eval", qa=True)
     rows = []
     for name in args.only or list(VARIANTS):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from clapper_core.synthetic.questions import (
     CAPTION_PROMPT,
+    CAPTION_PROMPTS,
+    END_COLOUR,
     FAMILIES,
     ONE_FRAME_FAMILIES,
     QA,
@@ -30,7 +32,9 @@ from clapper_core.synthetic.writer import (
 
 __all__ = [
     "CAPTION_PROMPT",
+    "CAPTION_PROMPTS",
     "COLOURS",
+    "END_COLOUR",
     "DIRECTIONS",
     "FAMILIES",
     "ONE_FRAME_FAMILIES",

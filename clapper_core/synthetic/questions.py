@@ -20,6 +20,19 @@ ONE_FRAME_FAMILIES: tuple[str, ...] = ("colour", "shape", "count")
 TIME_FAMILIES: tuple[str, ...] = ("direction", "order", "change", "times")
 FAMILIES: tuple[str, ...] = ONE_FRAME_FAMILIES + TIME_FAMILIES
 CAPTION_PROMPT = "Describe this video in detail."  # `clapper caption`'s default prompt
+# Other ways a user asks for the same description (`clapper ask video.mp4 "what happens?"`): with
+# caption_prompts=True a training caption is asked with one of these, CAPTION_PROMPT included.
+CAPTION_PROMPTS: tuple[str, ...] = (
+    CAPTION_PROMPT,
+    "What happens in this video?",
+    "What happens?",
+    "Describe the video.",
+    "What is going on in this video?",
+    "Describe what you see.",
+    "Summarize this video.",
+    "What do you see in this video?",
+)
+END_COLOUR = "end colour"  # a training family (end_colours=True), not one of FAMILIES
 NUM_OPTIONS = 4  # lettered options of a multiple-choice question
 
 
@@ -67,6 +80,16 @@ def questions_for(scene: Scene, rng: random.Random) -> list[QA]:
         ob = rng.choice(counted)
         out.append(QA("times", f"How many times does the {ob.shape} change colour?", str(ob.colour_changes)))
     return out
+
+
+def end_colour_questions(scene: Scene) -> list[QA]:
+    """'What colour is the X at the end?' about every corner object visible in the last second.
+
+    The colour a change answer or an order phrase names ("it turned blue"), asked on its own: for an
+    object that changes colour or appears, only the frames after the keyframe hold it.
+    """
+    return [QA(END_COLOUR, f"What colour is the {ob.shape} at the end?", ob.colours[-1])
+            for ob in scene.objects if ob.role != "mover" and ob.visible[-1]]
 
 
 def _change_answer(ob: SceneObject) -> str:
@@ -144,7 +167,7 @@ def question_id(video_id: str, k: int) -> str:
 
 def answer_pool(family: str, question: str, answer: str) -> list[str]:
     """Every answer of this family that could stand as an option."""
-    if family == "colour":
+    if family in ("colour", END_COLOUR):
         return list(COLOURS)
     if family == "shape":
         return list(SHAPES)

@@ -6,7 +6,9 @@
     out_dir/train.jsonl   LLaVA conversation records, one per question (or per video, multi_turn=True);
                           a `multiple_choice` share of them lettered, as `clapper eval` asks; with
                           all_orders=True every order question a video allows (each pair of events,
-                          both ways) instead of one
+                          both ways) instead of one; with end_colours=True also "What colour is the X
+                          at the end?" about every corner object visible at the end; with
+                          caption_prompts=True each caption asked with one of CAPTION_PROMPTS
     out_dir/qa.jsonl      one line per question: id, video, family, question, answer (for scoring)
 
 Everything is a pure function of (seed, video index, WorldConfig): video i is the same whether
@@ -25,9 +27,11 @@ import numpy as np
 
 from clapper_core.synthetic.questions import (
     CAPTION_PROMPT,
+    CAPTION_PROMPTS,
     QA,
     all_order_questions,
     caption_for,
+    end_colour_questions,
     options_for,
     question_id,
     questions_for,
@@ -86,7 +90,7 @@ def make_video(
 
 
 def to_llava_records(video: SyntheticVideo, rel_path: str, *, rng: random.Random, captions: bool,
-                     multi_turn: bool, multiple_choice: float = 0.0) -> list[dict]:
+                     multi_turn: bool, multiple_choice: float = 0.0, caption_prompts: bool = False) -> list[dict]:
     """LLaVA conversation records of a video: one per question (default), or one with every question.
 
     One question per record keeps answers independent: in a multi-turn record an earlier answer (a
@@ -104,7 +108,7 @@ def to_llava_records(video: SyntheticVideo, rel_path: str, *, rng: random.Random
         else:
             turns.append((qa.question, qa.answer))
     if captions:
-        turns.append((CAPTION_PROMPT, video.caption))
+        turns.append((rng.choice(CAPTION_PROMPTS) if caption_prompts else CAPTION_PROMPT, video.caption))
     rng.shuffle(turns)
     groups = [turns] if multi_turn else [[t] for t in turns]
     records = []
@@ -128,6 +132,8 @@ def generate_dataset(
     multi_turn: bool = False,
     multiple_choice: float = 0.0,
     all_orders: bool = False,
+    end_colours: bool = False,
+    caption_prompts: bool = False,
     on_video=None,
 ) -> DatasetSummary:
     """Write `num_videos` videos with their train.jsonl and qa.jsonl; see the module docstring."""
@@ -147,9 +153,11 @@ def generate_dataset(
                 asked = {qa.question for qa in video.qas}
                 more = tuple(qa for qa in all_order_questions(video.scene) if qa.question not in asked)
                 video = replace(video, qas=video.qas + more)
+            if end_colours:  # after the others too, for the same reason
+                video = replace(video, qas=video.qas + tuple(end_colour_questions(video.scene)))
             rel = f"videos/{video.path.name}"
             for rec in to_llava_records(video, rel, rng=order_rng, captions=captions, multi_turn=multi_turn,
-                                        multiple_choice=multiple_choice):
+                                        multiple_choice=multiple_choice, caption_prompts=caption_prompts):
                 train_f.write(json.dumps(rec) + "\n")
             for qa in video.qas:
                 row = {"id": video.id, "video": rel, "family": qa.family, "question": qa.question, "answer": qa.answer}

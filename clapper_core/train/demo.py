@@ -28,7 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from clapper_core.synthetic import CAPTION_PROMPT, WorldConfig, caption_for, generate_dataset, questions_for
+from clapper_core.synthetic import CAPTION_PROMPTS, WorldConfig, caption_for, generate_dataset, questions_for
+from clapper_core.synthetic.questions import end_colour_questions
 from clapper_core.synthetic.world import render_frames, sample_scene
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo_model"
@@ -53,6 +54,8 @@ class Recipe:
     vocab_size: int = 400
     multiple_choice: float = 0.25  # share of questions asked with lettered options, as `clapper eval` asks
     all_orders: bool = True  # every order question a video allows (each pair of events, both ways), not one per video
+    end_colours: bool = True  # "What colour is the X at the end?" about every corner object visible at the end
+    caption_prompts: bool = True  # captions asked in several ways ("What happens?", ...), not one
     loss_average: str = "token"  # "sample": every record weighs the same, a caption no more than a one-word answer
 
 
@@ -62,10 +65,10 @@ def world_texts(n: int = 4000, seed: int = 12345) -> list[str]:
     from clapper_core.synthetic.questions import options_for
 
     rng = random.Random(seed)
-    texts = [CAPTION_PROMPT]
+    texts = list(CAPTION_PROMPTS)
     for i in range(n):
         scene = sample_scene(rng)
-        for k, qa in enumerate(questions_for(scene, rng)):
+        for k, qa in enumerate(questions_for(scene, rng) + end_colour_questions(scene)):
             texts.append(f"{qa.question} {qa.answer}")
             if k % 4 == 0:  # the lettered form, its instruction and letters
                 texts.append(format_prompt(qa.question, options_for(f"t{i}-{k}", qa.family, qa.question, qa.answer)[0]))
@@ -146,6 +149,12 @@ def install(model_dir: Path, dest: Path = DEMO_DIR) -> None:
             shutil.copy2(f, dest / f.name)
 
 
+def recipe_data(recipe: Recipe) -> dict:
+    """`generate_dataset`'s options for the recipe's training set."""
+    return dict(multiple_choice=recipe.multiple_choice, all_orders=recipe.all_orders, end_colours=recipe.end_colours,
+                caption_prompts=recipe.caption_prompts)
+
+
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """The recipe's command-line options, shared by this command and bench/temporal.py."""
     parser.add_argument("--videos", type=int, default=Recipe.videos, help="training videos")
@@ -154,12 +163,17 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all-orders", action=argparse.BooleanOptionalAction, default=Recipe.all_orders,
                         help="every order question a video allows (each pair of events, both ways); "
                              "--no-all-orders: one per video")
+    parser.add_argument("--end-colours", action=argparse.BooleanOptionalAction, default=Recipe.end_colours,
+                        help="ask the colour of every corner object at the end of the video")
+    parser.add_argument("--caption-prompts", action=argparse.BooleanOptionalAction, default=Recipe.caption_prompts,
+                        help="ask each caption in one of several ways (\"What happens?\", ...); "
+                             "--no-caption-prompts: always the caption prompt")
 
 
 def recipe_from_arguments(args: argparse.Namespace) -> Recipe:
     """The Recipe that `add_recipe_arguments`' options ask for (the rest at its defaults)."""
     return Recipe(videos=args.videos, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
-                  all_orders=args.all_orders)
+                  all_orders=args.all_orders, end_colours=args.end_colours, caption_prompts=args.caption_prompts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     say(f"writing {recipe.videos} synthetic videos to {work / 'data'}")
     summary = generate_dataset(work / "data", num_videos=recipe.videos, seed=recipe.seed, config=WorldConfig(),
-                               multiple_choice=recipe.multiple_choice, all_orders=recipe.all_orders)
+                               **recipe_data(recipe))
     base = build_recipe_model(work / "base", recipe=recipe)
 
     def on_step(s):

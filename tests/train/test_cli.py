@@ -70,3 +70,18 @@ def test_synth_cli_all_orders(tmp_path, capsys):
         return sum('"family": "order"' in line for line in (tmp_path / name / "qa.jsonl").read_text().splitlines())
 
     assert orders("all") == orders("mod") > 2 * orders("one") > 0
+
+
+def test_synth_cli_end_colours_and_caption_prompts(tmp_path):
+    from clapper_core.synthetic import CAPTION_PROMPT
+    from clapper_core.synthetic.__main__ import main as module_main
+
+    flags = ["-n", "12", "--seed", "6", "--end-colours", "--caption-prompts"]
+    assert main(["train", "synth", str(tmp_path / "one"), "-n", "12", "--seed", "6"]) == 0
+    assert main(["train", "synth", str(tmp_path / "cli"), *flags]) == 0
+    assert module_main([str(tmp_path / "mod"), *flags]) == 0
+    for name in ("cli", "mod"):
+        assert (tmp_path / name / "train.jsonl").read_text() == (tmp_path / "cli" / "train.jsonl").read_text()
+    text = {name: (tmp_path / name / "train.jsonl").read_text() for name in ("one", "cli")}
+    assert "at the end?" in text["cli"] and "at the end?" not in text["one"]
+    assert text["one"].count(CAPTION_PROMPT) == 12 > text["cli"].count(CAPTION_PROMPT)

@@ -62,8 +62,9 @@ class _Stop(Exception):
     """Raised in place of writing the data: the arguments are all the test looks at."""
 
 
-def test_demo_command_passes_all_orders_to_the_data(monkeypatch, tmp_path):
-    """`python -m clapper_core.train.demo` writes every order question by default; `--no-all-orders` one per video."""
+def test_demo_command_passes_its_data_options(monkeypatch, tmp_path):
+    """`python -m clapper_core.train.demo` writes every order question, end colours and varied caption prompts by
+    default; each `--no-...` flag turns one off."""
     from clapper_core.train import demo
 
     seen = []
@@ -78,3 +79,9 @@ def test_demo_command_passes_all_orders_to_the_data(monkeypatch, tmp_path):
         with pytest.raises(_Stop):
             demo.main(["--work", str(tmp_path), *argv])
         assert seen[-1]["all_orders"] is want and seen[-1]["multiple_choice"] == demo.Recipe.multiple_choice
+    assert demo.Recipe.end_colours is True and demo.Recipe.caption_prompts is True
+    for argv, ends, prompts in (([], True, True), (["--no-end-colours"], False, True),
+                                (["--no-caption-prompts"], True, False)):
+        with pytest.raises(_Stop):
+            demo.main(["--work", str(tmp_path), *argv])
+        assert (seen[-1]["end_colours"], seen[-1]["caption_prompts"]) == (ends, prompts)

@@ -158,3 +158,56 @@ def test_all_orders_adds_every_pair_both_ways_and_keeps_the_rest(tmp_path):
             assert f"Which happened first, {b} or {a}?" in {o["question"] for o in orders}  # both ways
             assert len(times[a]) == len(times[b]) == 1 and times[a] != times[b]
             assert r["answer"] == (a if times[a][0] < times[b][0] else b)
+
+
+def test_end_colours_ask_the_last_frames_colour_of_every_corner_object(tmp_path):
+    """end_colours=True: one question per corner object visible at the end, answered by the colour the last
+    rendered frame shows at the object's centre; the video's other questions stay as they were, ids included."""
+    from clapper_core.synthetic import COLOURS, END_COLOUR
+    from clapper_core.synthetic.questions import options_for
+    from clapper_core.synthetic.writer import make_video
+
+    plain = generate_dataset(tmp_path / "plain", num_videos=20, seed=9)
+    ends = generate_dataset(tmp_path / "ends", num_videos=20, seed=9, end_colours=True)
+    rows_plain = [json.loads(line) for line in plain.qa_file.read_text().splitlines()]
+    rows_ends = [json.loads(line) for line in ends.qa_file.read_text().splitlines()]
+    assert [r for r in rows_ends if r["family"] != END_COLOUR] == rows_plain
+    changed = 0
+    for i in range(20):
+        scene = make_video(tmp_path / "check", i, seed=9).scene
+        last = render_frames(scene)[-1]  # (H, W, 3)
+        asked = {r["question"]: r["answer"] for r in rows_ends if r["id"] == f"synth{i:05d}" and r["family"] == END_COLOUR}
+        want = [o for o in scene.objects if o.role != "mover" and o.visible[-1]]
+        assert len(asked) == len(want)
+        o = scene.config.object_size
+        for ob in want:
+            answer = asked[f"What colour is the {ob.shape} at the end?"]
+            centre = last[int(ob.y + o / 2), int(ob.x + o / 2)]
+            assert tuple(centre) == COLOURS[answer]
+            changed += answer != ob.start_colour
+            options, right = options_for(f"t{i}", END_COLOUR, "q", answer)
+            assert options[right] == answer and set(options) <= set(COLOURS)
+    assert changed > 3  # some answers are not the first frame's colour
+
+
+def test_caption_prompts_ask_each_caption_in_several_ways(tmp_path):
+    """caption_prompts=True: each caption record is asked with one of CAPTION_PROMPTS, the answer unchanged;
+    without it, always the caption prompt. The question records are the same either way."""
+    from clapper_core.synthetic import CAPTION_PROMPT, CAPTION_PROMPTS
+
+    def split(summary):
+        captions, questions = {}, []
+        for r in map(json.loads, summary.train_file.read_text().splitlines()):
+            prompt, answer = r["conversations"][0]["value"].removeprefix("<video>\n"), r["conversations"][1]["value"]
+            if prompt in CAPTION_PROMPTS:
+                captions[r["id"]] = (prompt, answer)
+            else:
+                questions.append((r["id"], prompt, answer))
+        return captions, sorted(questions)
+
+    one, q_one = split(generate_dataset(tmp_path / "one", num_videos=40, seed=4))
+    many, q_many = split(generate_dataset(tmp_path / "many", num_videos=40, seed=4, caption_prompts=True))
+    assert len(one) == len(many) == 40 and q_one == q_many
+    assert {p for p, _ in one.values()} == {CAPTION_PROMPT}
+    assert len({p for p, _ in many.values()}) >= 6
+    assert all(many[v][1] == one[v][1] for v in one)  # the same caption, whichever way it is asked

@@ -21,16 +21,21 @@ TIME_FAMILIES: tuple[str, ...] = ("direction", "order", "change", "times")
 FAMILIES: tuple[str, ...] = ONE_FRAME_FAMILIES + TIME_FAMILIES
 CAPTION_PROMPT = "Describe this video in detail."  # `clapper caption`'s default prompt
 # Other ways a user asks for the same description (`clapper ask video.mp4 "what happens?"`): with
-# caption_prompts=True a training caption is asked with one of these, CAPTION_PROMPT included.
+# caption_prompts=True a training caption is asked with one of these, CAPTION_PROMPT included
+# (the tokenizer tells "What" from "what": both are here).
 CAPTION_PROMPTS: tuple[str, ...] = (
     CAPTION_PROMPT,
-    "What happens in this video?",
-    "What happens?",
+    "Describe this video.",
     "Describe the video.",
-    "What is going on in this video?",
     "Describe what you see.",
+    "What happens in this video?",
+    "What happens in the video?",
+    "What happens?",
+    "what happens?",
+    "what happens in this video?",
+    "What is going on in this video?",
+    "What is happening?",
     "Summarize this video.",
-    "What do you see in this video?",
 )
 END_COLOUR = "end colour"  # a training family (end_colours=True), not one of FAMILIES
 NUM_OPTIONS = 4  # lettered options of a multiple-choice question

@@ -14,7 +14,8 @@
 
 Everything is seeded: the same command gives the same model on the same machine, torch version and number of
 CPU threads (`OMP_NUM_THREADS`; another count sums floats in another order, and the runs drift apart).
-The built-in model was made with `OMP_NUM_THREADS=2 python -m clapper_core.train.demo --install`.
+The built-in model was made with
+`OMP_NUM_THREADS=2 python -m clapper_core.train.demo --no-end-colours --no-caption-prompts --install`.
 The same `build_recipe_model` / `train_recipe` serve `bench/temporal.py`, which varies the fast path.
 """
 

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from clapper_core.synthetic import CAPTION_PROMPTS, WorldConfig, caption_for, generate_dataset, questions_for
+from clapper_core.synthetic import CAPTION_PROMPT, CAPTION_PROMPTS, WorldConfig, caption_for, generate_dataset, questions_for
 from clapper_core.synthetic.questions import end_colour_questions
 from clapper_core.synthetic.world import render_frames, sample_scene
 
@@ -60,16 +60,18 @@ class Recipe:
     loss_average: str = "token"  # "sample": every record weighs the same, a caption no more than a one-word answer
 
 
-def world_texts(n: int = 4000, seed: int = 12345) -> list[str]:
-    """Every kind of sentence the world produces (questions, answers, captions), for the tokenizer."""
+def world_texts(n: int = 4000, seed: int = 12345, *, end_colours: bool = True, caption_prompts: bool = True
+                ) -> list[str]:
+    """Every kind of sentence the world's training data holds (questions, answers, captions), for the tokenizer:
+    with `end_colours` and `caption_prompts` as in `generate_dataset`."""
     from clapper_core.eval.answers import format_prompt
     from clapper_core.synthetic.questions import options_for
 
     rng = random.Random(seed)
-    texts = list(CAPTION_PROMPTS)
+    texts = list(CAPTION_PROMPTS) if caption_prompts else [CAPTION_PROMPT]
     for i in range(n):
         scene = sample_scene(rng)
-        for k, qa in enumerate(questions_for(scene, rng) + end_colour_questions(scene)):
+        for k, qa in enumerate(questions_for(scene, rng) + (end_colour_questions(scene) if end_colours else [])):
             texts.append(f"{qa.question} {qa.answer}")
             if k % 4 == 0:  # the lettered form, its instruction and letters
                 texts.append(format_prompt(qa.question, options_for(f"t{i}-{k}", qa.family, qa.question, qa.answer)[0]))
@@ -85,7 +87,8 @@ def build_recipe_model(out_dir: Path, *, recipe: Recipe = Recipe(), **overrides)
     text = {**TEXT, **overrides.pop("text_config", {})}
     fields = dict(perceiver_grid=3, perceiver_depth=2, perceiver_heads=4, perceiver_mlp_ratio=2)
     fields.update(overrides)
-    out = build_tiny_clapper(out_dir, seed=recipe.seed, vocab_size=recipe.vocab_size, texts=world_texts(),
+    texts = world_texts(end_colours=recipe.end_colours, caption_prompts=recipe.caption_prompts)
+    out = build_tiny_clapper(out_dir, seed=recipe.seed, vocab_size=recipe.vocab_size, texts=texts,
                              vision_config=vision, text_config=text, **fields)
     standardize_vision_features(out, seed=recipe.seed)
     return out

@@ -1,7 +1,8 @@
 """The recipe of the built-in demo model: `python -m clapper_core.train.demo`.
 
     1. write a synthetic training set (the temporal world of shapes, `clapper_core.synthetic`), with every
-       order question a video allows
+       order question a video allows, the colour at the end of every corner object, and captions asked in
+       twelve ways ("what happens?" among them)
     2. build a tiny random Clapper: a byte-level BPE tokenizer fitted to the world's texts, a
        SigLIP of 64 px frames with 8 px patches (8x8 grid, pooled with stride 2 to 4x4 = 16 keyframe
        tokens), a 3x3 TimePerceiver (9 temporal tokens), a 4-layer Qwen2; the random SigLIP's
@@ -14,8 +15,7 @@
 
 Everything is seeded: the same command gives the same model on the same machine, torch version and number of
 CPU threads (`OMP_NUM_THREADS`; another count sums floats in another order, and the runs drift apart).
-The built-in model was made with
-`OMP_NUM_THREADS=2 python -m clapper_core.train.demo --no-end-colours --no-caption-prompts --install`.
+The built-in model was made with `OMP_NUM_THREADS=1 python -m clapper_core.train.demo --install`.
 The same `build_recipe_model` / `train_recipe` serve `bench/temporal.py`, which varies the fast path.
 """
 

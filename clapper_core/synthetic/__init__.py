@@ -18,6 +18,7 @@ from clapper_core.synthetic.questions import (
     QA,
     TIME_FAMILIES,
     caption_for,
+    end_colour_questions,
     normalize_answer,
     questions_for,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "SyntheticVideo",
     "WorldConfig",
     "caption_for",
+    "end_colour_questions",
     "generate_dataset",
     "make_video",
     "normalize_answer",

@@ -29,8 +29,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from clapper_core.synthetic import CAPTION_PROMPT, CAPTION_PROMPTS, WorldConfig, caption_for, generate_dataset, questions_for
-from clapper_core.synthetic.questions import end_colour_questions
+from clapper_core.synthetic import (
+    CAPTION_PROMPT,
+    CAPTION_PROMPTS,
+    WorldConfig,
+    caption_for,
+    end_colour_questions,
+    generate_dataset,
+    questions_for,
+)
 from clapper_core.synthetic.world import render_frames, sample_scene
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo_model"

@@ -82,13 +82,16 @@ def run_layout(model, processor, patches, clip, layout: str, new_tokens: int, de
     else:  # LLaVA-OneVision: every frame a keyframe, 196 tokens, no fast path
         sizes = (1,) * T
         stats["perceiver_s"] = 0.0
-        feats, stats["project_s"] = _timed(lambda p: m.pool_keyframes(m.multi_modal_projector(p)), patches, device=device)
+        feats, stats["project_s"] = _timed(
+            lambda p: m.pool_keyframes(m.multi_modal_projector(p)), patches, device=device
+        )
         feats = feats.flatten(0, 1)
     stats["visual_tokens"] = int(feats.shape[0])
 
     # A session over precomputed features: the prompt is laid out for this layout's segments.
     session = VideoSession.__new__(VideoSession)
-    hw = HardwareChoice(device=device, dtype=str(model.dtype).removeprefix("torch."), attn_implementation="sdpa", quant="-")
+    hw = HardwareChoice(device=device, dtype=str(model.dtype).removeprefix("torch."), attn_implementation="sdpa",
+                        quant="-")
     session.loaded = LoadedModel(model, processor, hw, "random", [])
     session.model, session.processor, session.device = model, processor, m.get_input_embeddings().weight.device
     starts_t = tuple(clip.timestamps[i] for i in np.cumsum((0,) + tuple(sizes[:-1])))
@@ -238,7 +241,8 @@ def print_rows(rows: list[dict], frames: int) -> None:
     print(f"LLaVA-OV / Clapper: visual tokens {l['visual_tokens'] / c['visual_tokens']:.2f}x, "
           f"prefill time {l['prefill_s'] / c['prefill_s']:.2f}x, "
           f"memory above the weights {l['extra_mb'] / c['extra_mb']:.2f}x"
-          + (" (peak = process RSS, weights included)" if "cpu" in c["setup"] else " (peak = CUDA allocated)"))  # fmt: skip
+          + (" (peak = process RSS, weights included)" if "cpu" in c["setup"]
+             else " (peak = CUDA allocated)"))  # fmt: skip
     print("decode and vision are shared: both layouts run SigLIP on the same frames")
 
 

@@ -66,7 +66,8 @@ def timed_forward(frames: int) -> None:
         h = llm(inputs_embeds=x).last_hidden_state
         model.lm_head(h[:, -1])
         rows.append((name, L, time.perf_counter() - t))
-    print(f"\nOne prefill forward, Qwen2-0.5B shape, random weights, CPU ({torch.get_num_threads()} threads), {frames} frames")
+    print(f"\nOne prefill forward, Qwen2-0.5B shape, random weights, CPU ({torch.get_num_threads()} threads), "
+          f"{frames} frames")
     for name, L, s in rows:
         print(f"  {name:<9} {L:>6,} tokens  {s:>7.2f} s")
     print(f"  LLaVA-OV / Clapper time: {rows[1][2] / rows[0][2]:.2f}x")

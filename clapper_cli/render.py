@@ -70,7 +70,9 @@ class Display:
             self.notice(event.message)
         elif event.kind == "video_done" and event.record is not None and not event.record.ok:
             error = event.record.error or ""
-            self.notice(f"failed: {error}" if event.video and event.video in error else f"failed: {event.video}: {error}")
+            self.notice(
+                f"failed: {error}" if event.video and event.video in error else f"failed: {event.video}: {error}"
+            )
         if not self.live or event.kind == "notice":
             return
         if self.batch:

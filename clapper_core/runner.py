@@ -348,7 +348,9 @@ def caption_batch(
     sink: ShardedJsonl | None = None
     if output is not None:
         if Path(output).is_dir():
-            raise ConfigError(f"--output {output} is a directory; give a file such as {Path(output) / 'captions.jsonl'}")
+            raise ConfigError(
+                f"--output {output} is a directory; give a file such as {Path(output) / 'captions.jsonl'}"
+            )
         if retry_failed and not overwrite:
             if info.is_distributed:
                 raise ConfigError("--retry-failed rewrites the output: run it once without torchrun")

@@ -53,7 +53,10 @@ completions_app = typer.Typer(
 
 @completions_app.command("generate", epilog=EPILOG)
 def generate(
-    shell: Annotated[Optional[Shell], typer.Argument(help="Print the script for this shell.", show_default=False)] = None,
+    shell: Annotated[
+        Optional[Shell],
+        typer.Argument(help="Print the script for this shell.", show_default=False),
+    ] = None,
     directory: Annotated[
         Optional[Path],
         typer.Option("--dir", help="Write the scripts for every shell into this directory instead.",

@@ -19,7 +19,11 @@ EPILOG = """\
 
 
 def convert(
-    src: Annotated[str, typer.Argument(metavar="SRC", help="Model to read: a directory or a Hugging Face id (LLaVA-OneVision or Clapper).")],
+    src: Annotated[
+        str,
+        typer.Argument(metavar="SRC",
+                       help="Model to read: a directory or a Hugging Face id (LLaVA-OneVision or Clapper)."),
+    ],
     dest: Annotated[str, typer.Argument(metavar="DEST", help="Directory to write the Clapper checkpoint to.")],
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into DEST even if it is not empty.")] = False,
     json_out: opt.Json = False,

@@ -16,9 +16,11 @@ from clapper_cli import options as opt
 EPILOG = """\
 [bold]Examples[/bold]
 
-  [cyan]clapper probe clip.mp4[/cyan]                        [dim]# metadata, sampled times, segments, visual tokens[/dim]
+  [cyan]clapper probe clip.mp4[/cyan]                        [dim]# metadata, sampled times, segments, \
+visual tokens[/dim]
   [cyan]clapper probe clip.mp4 --fps 2 --max-frames 64[/cyan]
-  [cyan]clapper probe clip.mp4 --sheet sheet.png[/cyan]      [dim]# the sampled frames in a grid, keyframes outlined[/dim]
+  [cyan]clapper probe clip.mp4 --sheet sheet.png[/cyan]      [dim]# the sampled frames in a grid, \
+keyframes outlined[/dim]
   [cyan]clapper probe clip.mp4 --json | jq .sampling.visual_tokens[/cyan]
 """
 
@@ -82,9 +84,11 @@ def _render(report) -> None:
     if info.kind == "image":
         meta.add_row("[bold]image[/bold]", f"{info.width}×{info.height} {info.codec}")
     else:
-        meta.add_row("[bold]video[/bold]", f"{info.width}×{info.height}, {info.native_fps:.3g} fps, {info.duration:.2f} s, "
+        meta.add_row("[bold]video[/bold]",
+                     f"{info.width}×{info.height}, {info.native_fps:.3g} fps, {info.duration:.2f} s, "
                      f"{info.num_frames}{'' if info.num_frames_exact else ' (estimated)'} frames")
-        meta.add_row("[bold]codec[/bold]", f"{info.codec} {info.pix_fmt} ({info.bit_depth}-bit, range {info.color_range}) "
+        meta.add_row("[bold]codec[/bold]",
+                     f"{info.codec} {info.pix_fmt} ({info.bit_depth}-bit, range {info.color_range}) "
                      f"in {info.container}")
         extra = [f"video stream #{info.stream_index} ({info.video_streams} in the file)"]
         extra += ["rotated %d°" % info.rotation] if info.rotation else []
@@ -92,8 +96,10 @@ def _render(report) -> None:
         if info.keyframe_interval:
             extra.append(f"keyframe every {info.keyframe_interval:.3g} s")
         meta.add_row("[bold]stream[/bold]", ", ".join(extra))
-    meta.add_row("[bold]sampling[/bold]", f"{data['num_frames']} frames ({data['mode']}, {data['sample_fps']:.3g} per s, "
-                 f"seek {data['seek']}) → {len(data['segments'])} segments, [bold]{data['visual_tokens']}[/bold] visual tokens")
+    meta.add_row("[bold]sampling[/bold]",
+                 f"{data['num_frames']} frames ({data['mode']}, {data['sample_fps']:.3g} per s, "
+                 f"seek {data['seek']}) → {len(data['segments'])} segments, "
+                 f"[bold]{data['visual_tokens']}[/bold] visual tokens")
     if report.sheet:
         meta.add_row("[bold]sheet[/bold]", str(report.sheet))
     out.print(meta)

@@ -21,7 +21,9 @@ def convert_model(src: str, dest: str | Path, *, overwrite: bool = False) -> Con
 
     dest = Path(dest)
     if dest.is_file() or (dest.is_dir() and any(dest.iterdir()) and not overwrite):
-        raise ConfigError(f"{dest} exists and is not an empty directory; choose another destination or pass --overwrite")
+        raise ConfigError(
+            f"{dest} exists and is not an empty directory; choose another destination or pass --overwrite"
+        )
     loaded = load_model(LoadConfig(model=src, device="cpu", quant="fp32"))
     if dest.resolve() == Path(loaded.source).resolve():
         raise ConfigError(f"{dest} is the source model itself; write the converted model to another directory")

@@ -31,7 +31,8 @@ UNTRAINED_NOTICE = (
 
 @dataclass(frozen=True)
 class LoadConfig:
-    """What to load and how: `quant` auto|bf16|4bit|fp32, `device` auto|cuda|cpu, `attn` auto|sdpa|flash_attention_2|eager."""
+    """What to load and how: `quant` auto|bf16|4bit|fp32, `device` auto|cuda|cpu,
+    `attn` auto|sdpa|flash_attention_2|eager."""
 
     model: str
     quant: str = "auto"
@@ -81,7 +82,9 @@ def resolve_model_dir(name: str) -> Path:
     if path.exists():
         raise ModelNotFoundError(f"{name} is a file; pass the model's directory (with config.json) instead")
     if not _HF_ID.match(name) or name.startswith((".", "/", "~")):
-        raise ModelNotFoundError(f"no model directory at {name}; check the path, or pass a Hugging Face id (owner/name)")
+        raise ModelNotFoundError(
+            f"no model directory at {name}; check the path, or pass a Hugging Face id (owner/name)"
+        )
     return _snapshot(name)
 
 
@@ -204,7 +207,10 @@ def load_model(cfg: LoadConfig) -> LoadedModel:
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             msg = _first_line(exc)
             if "ignore_mismatched_sizes" in msg or "size mismatch" in msg:
-                msg = "its weights do not fit its config.json (tensor shapes differ); the config was edited or belongs to other weights"
+                msg = (
+                    "its weights do not fit its config.json (tensor shapes differ); "
+                    "the config was edited or belongs to other weights"
+                )
             raise ModelFormatError(f"cannot load {model_dir}: {msg}") from exc
     _check_loading_info(model_dir, info, model)
     if kind == llava_onevision.MODEL_TYPE:
@@ -230,7 +236,9 @@ def _check_loading_info(model_dir: Path, info: dict, model) -> None:
     mismatched = info.get("mismatched_keys") or []
     if mismatched:
         key = mismatched[0][0] if isinstance(mismatched[0], tuple) else mismatched[0]
-        raise ModelFormatError(f"{model_dir}: weights do not fit the config ({len(mismatched)} shape mismatches, e.g. {key})")
+        raise ModelFormatError(
+            f"{model_dir}: weights do not fit the config ({len(mismatched)} shape mismatches, e.g. {key})"
+        )
     tied = set(getattr(model, "all_tied_weights_keys", {}) or {}) if model.config.tie_word_embeddings else set()
     missing = [k for k in info.get("missing_keys") or [] if ".time_perceiver." not in f".{k}" and k not in tied]
     if missing:

@@ -113,7 +113,9 @@ class ClapperProcessor:
         for seg in segments:
             start, stop = (seg.start, seg.stop) if hasattr(seg, "start") else seg
             if start != expect or stop <= start:
-                raise ConfigError(f"segments must cover the frames in order; got [{start}, {stop}) after frame {expect}")
+                raise ConfigError(
+                    f"segments must cover the frames in order; got [{start}, {stop}) after frame {expect}"
+                )
             if stop - start > self.config.segment_size:
                 raise ConfigError(
                     f"a segment of {stop - start} frames exceeds this model's segment_size "

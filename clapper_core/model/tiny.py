@@ -50,7 +50,9 @@ def tiny_config(tokenizer, **overrides):
     )
 
 
-def build_tiny_clapper(out_dir: str | Path, *, seed: int = 0, vocab_size: int = 320, texts=TINY_TEXTS, **overrides) -> Path:
+def build_tiny_clapper(
+    out_dir: str | Path, *, seed: int = 0, vocab_size: int = 320, texts=TINY_TEXTS, **overrides
+) -> Path:
     """Build a tiny random Clapper (model + tokenizer + preprocessor) and save it to `out_dir`.
 
     `overrides` go to `tiny_config` (e.g. `fast_path="avgpool"`, `perceiver_grid=2`,

@@ -4,8 +4,8 @@ A scene lasts `seconds` seconds, cut into one-second blocks. Every discrete even
 appearing, disappearing or changing colour) happens on a block boundary, so a sampler that takes
 one frame per second, at any phase, sees each block exactly once. The one moving object stays
 still at the centre of the canvas for the first second, whatever its direction, then moves
-steadily; the other objects sit in the corners, clear of every path the mover could take: nothing in the first frame gives
-away how things will move or change.
+steadily; the other objects sit in the corners, clear of every path the mover could take: nothing in the first frame
+gives away how things will move or change.
 
 Rendering is pure numpy (`render_frames`); writing the video lives in `writer.py`.
 """

@@ -125,7 +125,9 @@ def standardize_vision_features(model_dir: Path, *, seed: int = 0, scenes: int =
     loaded = load_model(LoadConfig(model=str(model_dir), quant="fp32", device="cpu"))
     model, processor = loaded.model.eval(), loaded.processor
     with torch.no_grad():
-        pixels = torch.cat([processor.preprocess_frames(f[:: max(1, len(f) // 4)]) for f in world_frames(scenes, seed=seed)])
+        pixels = torch.cat(
+            [processor.preprocess_frames(f[:: max(1, len(f) // 4)]) for f in world_frames(scenes, seed=seed)]
+        )
         feats = model.model.get_frame_patches(pixels).flatten(0, 1)  # (T*P, Dv)
         mean, std = feats.mean(0), feats.std(0).clamp(min=1e-4)  # (Dv,)
     model.config.vision_feature_mean = [round(float(v), 6) for v in mean]
@@ -134,7 +136,9 @@ def standardize_vision_features(model_dir: Path, *, seed: int = 0, scenes: int =
         model.save_pretrained(str(model_dir))
 
 
-def train_recipe(base: Path, data: Path, work: Path, *, recipe: Recipe = Recipe(), on_step=None, on_notice=None) -> Path:
+def train_recipe(
+    base: Path, data: Path, work: Path, *, recipe: Recipe = Recipe(), on_step=None, on_notice=None
+) -> Path:
     """Stage 1 then stage 2 from the random model at `base`; returns the stage 2 output folder."""
     from clapper_core.train.trainer import TrainConfig, train
 

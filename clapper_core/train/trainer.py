@@ -302,7 +302,9 @@ def train(
 ) -> TrainResult:
     """Run (or resume) one training stage; see the module docstring."""
     notice = on_notice or (lambda msg: None)
-    d = setup_distributed("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    d = setup_distributed(
+        "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
     device = _resolve_device(cfg.device, d)
     output = Path(cfg.output)
     ckpt_dir = output / "checkpoints"

@@ -64,7 +64,9 @@ def _open(p: Path) -> av.container.InputContainer:
     except av.error.PermissionError as exc:
         raise NotAVideoError(f"{p}: cannot be read (permission denied)") from exc
     except av.error.EOFError as exc:
-        raise EmptyVideoError(f"{p}: ends before any video data ({p.stat().st_size} bytes); it is empty or cut short") from exc
+        raise EmptyVideoError(
+            f"{p}: ends before any video data ({p.stat().st_size} bytes); it is empty or cut short"
+        ) from exc
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise NotAVideoError(f"{p}: not a video or image FFmpeg can read ({reason})") from exc
@@ -94,7 +96,9 @@ def _pick_stream(p: Path, container) -> av.video.stream.VideoStream:
 def _prepare(p: Path, stream) -> None:
     if stream.codec_context is None:
         name = getattr(stream.codec, "name", None) or "unknown"
-        raise UnsupportedCodecError(f"{p}: this FFmpeg build has no decoder for its {name} video; re-encode it (H.264, say)")
+        raise UnsupportedCodecError(
+            f"{p}: this FFmpeg build has no decoder for its {name} video; re-encode it (H.264, say)"
+        )
     stream.thread_type = "AUTO"
 
 
@@ -342,7 +346,8 @@ class _Source:
             for frame in frames:
                 self.out.decoded += 1
                 if frame.pts is not None and self.index_keys and last_pts is not None:
-                    lost = bisect.bisect_left(self.index_keys, frame.pts) - bisect.bisect_right(self.index_keys, last_pts)
+                    lost = (bisect.bisect_left(self.index_keys, frame.pts)
+                            - bisect.bisect_right(self.index_keys, last_pts))
                     self.out.dropped += max(0, lost)
                     tainted = tainted or lost > 0 and not frame.key_frame
                 if frame.pts is not None and last_pts is not None and last_duration:

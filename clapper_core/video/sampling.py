@@ -42,7 +42,8 @@ class SamplingConfig:
     max_short_side: int | None = 720
 
     def __post_init__(self) -> None:
-        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not math.isfinite(self.fps) or self.fps <= 0:
+        if (isinstance(self.fps, bool) or not isinstance(self.fps, (int, float))
+                or not math.isfinite(self.fps) or self.fps <= 0):
             raise ConfigError(f"fps must be a positive number of frames per second, got {self.fps!r}; try fps=1.0")
         _check_count("max_frames", self.max_frames, "try max_frames=96")
         if self.num_frames is not None:

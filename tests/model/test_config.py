@@ -57,7 +57,8 @@ def test_grids_are_configurable():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"fast_path": "lstm"}, "fast_path"), ({"perceiver_heads": 5}, "perceiver_heads"), ({"segment_size": 0}, "segment_size"),
+    [({"fast_path": "lstm"}, "fast_path"), ({"perceiver_heads": 5}, "perceiver_heads"),
+     ({"segment_size": 0}, "segment_size"),
      ({"vision_feature_mean": [0.0] * 1152}, "go together"),
      ({"vision_feature_mean": [0.0] * 3, "vision_feature_std": [1.0] * 3}, "vision width"),
      ({"vision_feature_mean": [0.0] * 1152, "vision_feature_std": [0.0] * 1152}, "positive")],

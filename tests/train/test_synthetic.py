@@ -176,7 +176,9 @@ def test_end_colours_ask_the_last_frames_colour_of_every_corner_object(tmp_path)
     for i in range(20):
         scene = make_video(tmp_path / "check", i, seed=9).scene
         last = render_frames(scene)[-1]  # (H, W, 3)
-        asked = {r["question"]: r["answer"] for r in rows_ends if r["id"] == f"synth{i:05d}" and r["family"] == END_COLOUR}
+        asked = {
+            r["question"]: r["answer"] for r in rows_ends if r["id"] == f"synth{i:05d}" and r["family"] == END_COLOUR
+        }
         want = [o for o in scene.objects if o.role != "mover" and o.visible[-1]]
         assert len(asked) == len(want)
         o = scene.config.object_size

@@ -20,11 +20,9 @@ EPILOG = """\
 
   [cyan]clapper caption clip.mp4[/cyan]
   [cyan]clapper caption --fps 1 videos/[/cyan]   [dim]# every video under videos/, recursively[/dim]
-  [cyan]clapper caption videos/ --output captions.jsonl[/cyan]   [dim]# resumes if interrupted; \
---overwrite to redo[/dim]
+  [cyan]clapper caption videos/ --output captions.jsonl[/cyan]   [dim]# resumes if interrupted; --overwrite to redo[/dim]
   [cyan]clapper caption videos/ --prompt "List the objects that move." --json | jq -r .answer[/cyan]
-  [cyan]torchrun --nproc-per-node 8 -m clapper_cli.main caption videos/ -o captions.jsonl[/cyan]   \
-[dim]# one GPU each[/dim]
+  [cyan]torchrun --nproc-per-node 8 -m clapper_cli.main caption videos/ -o captions.jsonl[/cyan]   [dim]# one GPU each[/dim]
 
 Exit code 1 when any video failed; the failures are recorded in the output with their error.
 """

@@ -22,8 +22,7 @@ EPILOG = """\
   [cyan]clapper config unset fps[/cyan]
   [cyan]clapper config path[/cyan]                        [dim]# the file (set CLAPPER_CONFIG to use another)[/dim]
 
-Environment variables override the file: [cyan]CLAPPER_MODEL[/cyan], [cyan]CLAPPER_FPS[/cyan], \
-[cyan]CLAPPER_QUANT[/cyan], ...
+Environment variables override the file: [cyan]CLAPPER_MODEL[/cyan], [cyan]CLAPPER_FPS[/cyan], [cyan]CLAPPER_QUANT[/cyan], ...
 """
 
 config_app = typer.Typer(

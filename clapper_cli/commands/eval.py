@@ -35,8 +35,7 @@ EPILOG = """\
   [cyan]clapper eval MLVU/json --video-root MLVU -m ./clapper-7b --max-visual-tokens 3000[/cyan]
   [cyan]clapper eval TempCompass/questions/multi-choice.json --video-root TempCompass/videos --frames 32[/cyan]
   [cyan]clapper eval bench.jsonl --limit 200 --shuffle --seed 1 --json | jq .accuracy[/cyan]
-  [cyan]torchrun --nproc-per-node 8 -m clapper_cli.main eval bench.parquet --video-root videos/[/cyan]   \
-[dim]# one GPU each[/dim]
+  [cyan]torchrun --nproc-per-node 8 -m clapper_cli.main eval bench.parquet --video-root videos/[/cyan]   [dim]# one GPU each[/dim]
 
 Layouts: Video-MME (parquet or JSON), MLVU (a task file or its json/ folder), TempCompass
 multi-choice.json, or generic JSON / JSONL / Parquet rows with video, question, options, answer

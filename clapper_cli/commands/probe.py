@@ -16,11 +16,9 @@ from clapper_cli import options as opt
 EPILOG = """\
 [bold]Examples[/bold]
 
-  [cyan]clapper probe clip.mp4[/cyan]                        [dim]# metadata, sampled times, segments, \
-visual tokens[/dim]
+  [cyan]clapper probe clip.mp4[/cyan]                        [dim]# metadata, sampled times, segments, visual tokens[/dim]
   [cyan]clapper probe clip.mp4 --fps 2 --max-frames 64[/cyan]
-  [cyan]clapper probe clip.mp4 --sheet sheet.png[/cyan]      [dim]# the sampled frames in a grid, \
-keyframes outlined[/dim]
+  [cyan]clapper probe clip.mp4 --sheet sheet.png[/cyan]      [dim]# the sampled frames in a grid, keyframes outlined[/dim]
   [cyan]clapper probe clip.mp4 --json | jq .sampling.visual_tokens[/cyan]
 """
 

@@ -79,9 +79,9 @@ def test_demo_command_passes_its_data_options(monkeypatch, tmp_path):
         with pytest.raises(_Stop):
             demo.main(["--work", str(tmp_path), *argv])
         assert seen[-1]["all_orders"] is want and seen[-1]["multiple_choice"] == demo.Recipe.multiple_choice
-    assert demo.Recipe.end_colours is True and demo.Recipe.caption_prompts is True
-    for argv, ends, prompts in (([], True, True), (["--no-end-colours"], False, True),
-                                (["--no-caption-prompts"], True, False)):
+    assert demo.Recipe.end_colours is False and demo.Recipe.caption_prompts is True
+    for argv, ends, prompts in (([], False, True), (["--end-colours"], True, True),
+                                (["--no-caption-prompts"], False, False)):
         with pytest.raises(_Stop):
             demo.main(["--work", str(tmp_path), *argv])
         assert (seen[-1]["end_colours"], seen[-1]["caption_prompts"]) == (ends, prompts)

@@ -62,8 +62,13 @@ class FakeSession:
         self.num_visual_tokens = sum(s.visual_tokens() for s in clip.segments)
         self.last_stats = None
 
+    streams = 0  # answers started in this process
+
     def stream(self, question, gen=None):
         delay = float(os.environ.get("CLAPPER_TEST_TOKEN_DELAY", "0"))
+        FakeSession.streams += 1
+        if FakeSession.streams > int(os.environ.get("CLAPPER_TEST_STALL_AFTER", "1000000")):
+            delay = 60.0  # every later answer stalls, so a signal sent after the first ones lands mid-answer
         words = answer_for(question, self.clip.num_frames).split(" ")
         start = time.perf_counter()
         for i, word in enumerate(words):

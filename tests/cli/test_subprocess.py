@@ -19,8 +19,11 @@ def fake_clapper(*args: str, delay: float = 0.0, stall_after: int | None = None,
     env = {**os.environ, "CLAPPER_TEST_TOKEN_DELAY": str(delay), "PYTHONUNBUFFERED": "1"}
     if stall_after is not None:
         env["CLAPPER_TEST_STALL_AFTER"] = str(stall_after)
+    # Ctrl-C as a user's terminal delivers it: a shell's background job (a CI script under nohup, say) starts with
+    # SIGINT ignored, and a Python started that way never raises KeyboardInterrupt
     return subprocess.Popen([sys.executable, "-m", "tests.cli.fake_cli", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
 
 
 def test_answer_streams_in_order_before_the_process_ends(tiny_video):

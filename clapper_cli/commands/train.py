@@ -249,6 +249,8 @@ def synth(
                                                    "answered with a letter, as `clapper eval` asks.")] = 0.0,
     all_orders: Annotated[bool, typer.Option("--all-orders", help="Every order question a video allows (each "
                                              "pair of events, both ways), not one.")] = False,
+    all_changes: Annotated[bool, typer.Option("--all-changes", help="\"What happened to the X?\" about every "
+                                              "object that question may ask of, not one.")] = False,
     end_colours: Annotated[bool, typer.Option("--end-colours", help="Also ask the colour of every corner object "
                                               "at the end of the video.")] = False,
     caption_prompts: Annotated[bool, typer.Option("--caption-prompts", help="Ask each caption in one of several "
@@ -264,7 +266,7 @@ def synth(
         raise ConfigError(str(exc)) from exc
     summary = generate_dataset(out_dir, num_videos=num_videos, seed=seed, config=world, captions=captions,
                                multi_turn=multi_turn, multiple_choice=multiple_choice, all_orders=all_orders,
-                               end_colours=end_colours, caption_prompts=caption_prompts)
+                               all_changes=all_changes, end_colours=end_colours, caption_prompts=caption_prompts)
     families = ", ".join(f"{k} {v}" for k, v in summary.family_counts.items())
     print(f"wrote {summary.num_videos} videos, {summary.num_questions} questions ({families})", file=sys.stderr)
     typer.echo(str(summary.train_file))

@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of questions asked with lettered options, answered with a letter (0 to 1)")
     parser.add_argument("--all-orders", action="store_true",
                         help="every order question a video allows (each pair of events, both ways), not one")
+    parser.add_argument("--all-changes", action="store_true",
+                        help="\"What happened to the X?\" about every object that question may ask of, not one")
     parser.add_argument("--end-colours", action="store_true",
                         help="also ask the colour of every corner object at the end of the video")
     parser.add_argument("--caption-prompts", action="store_true",
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             multi_turn=args.multi_turn,
             multiple_choice=args.multiple_choice,
             all_orders=args.all_orders,
+            all_changes=args.all_changes,
             end_colours=args.end_colours,
             caption_prompts=args.caption_prompts,
         )

@@ -88,6 +88,13 @@ def questions_for(scene: Scene, rng: random.Random) -> list[QA]:
     return out
 
 
+def all_change_questions(scene: Scene) -> list[QA]:
+    """'What happened to the X?' about every object the change family may ask of (there at the start, not the
+    mover, at most one event), where `questions_for` asks of one."""
+    return [QA("change", f"What happened to the {ob.shape}?", _change_answer(ob)) for ob in scene.at_start()
+            if ob.role in ("static", "changer", "disappear") and len(ob.events()) <= 1]
+
+
 def end_colour_questions(scene: Scene) -> list[QA]:
     """'What colour is the X at the end?' about every corner object visible in the last second.
 

@@ -6,7 +6,8 @@
     out_dir/train.jsonl   LLaVA conversation records, one per question (or per video, multi_turn=True);
                           a `multiple_choice` share of them lettered, as `clapper eval` asks; with
                           all_orders=True every order question a video allows (each pair of events,
-                          both ways) instead of one; with end_colours=True also "What colour is the X
+                          both ways) instead of one; all_changes=True likewise "What happened to the
+                          X?" about every object it may ask of; with end_colours=True also "What colour is the X
                           at the end?" about every corner object visible at the end; with
                           caption_prompts=True each caption asked with one of CAPTION_PROMPTS
     out_dir/qa.jsonl      one line per question: id, video, family, question, answer (for scoring)
@@ -29,6 +30,7 @@ from clapper_core.synthetic.questions import (
     CAPTION_PROMPT,
     CAPTION_PROMPTS,
     QA,
+    all_change_questions,
     all_order_questions,
     caption_for,
     end_colour_questions,
@@ -132,6 +134,7 @@ def generate_dataset(
     multi_turn: bool = False,
     multiple_choice: float = 0.0,
     all_orders: bool = False,
+    all_changes: bool = False,
     end_colours: bool = False,
     caption_prompts: bool = False,
     on_video=None,
@@ -149,10 +152,12 @@ def generate_dataset(
     with open(out / "train.jsonl", "w") as train_f, open(out / "qa.jsonl", "w") as qa_f:
         for i in range(num_videos):
             video = make_video(out, i, seed=seed, config=config, prefix=prefix)
-            if all_orders:  # the other order questions after the video's own questions: their ids are unchanged
-                asked = {qa.question for qa in video.qas}
-                more = tuple(qa for qa in all_order_questions(video.scene) if qa.question not in asked)
-                video = replace(video, qas=video.qas + more)
+            # the other order and change questions after the video's own questions: their ids are unchanged
+            for more, wanted in ((all_order_questions, all_orders), (all_change_questions, all_changes)):
+                if wanted:
+                    asked = {qa.question for qa in video.qas}
+                    video = replace(video, qas=video.qas + tuple(qa for qa in more(video.scene)
+                                                                 if qa.question not in asked))
             if end_colours:  # after the others too, for the same reason
                 video = replace(video, qas=video.qas + tuple(end_colour_questions(video.scene)))
             rel = f"videos/{video.path.name}"

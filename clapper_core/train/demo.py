@@ -61,6 +61,7 @@ class Recipe:
     vocab_size: int = 400
     multiple_choice: float = 0.25  # share of questions asked with lettered options, as `clapper eval` asks
     all_orders: bool = True  # every order question a video allows (each pair of events, both ways), not one per video
+    all_changes: bool = False  # "What happened to the X?" about every object it may ask of, not one per video
     # "What colour is the X at the end?" about every corner object visible at the end: off, because its 13% more
     # records cost order 7 points in the same steps and did not help the change family (README, recipes 4 and 5)
     end_colours: bool = False
@@ -167,8 +168,8 @@ def install(model_dir: Path, dest: Path = DEMO_DIR) -> None:
 
 def recipe_data(recipe: Recipe) -> dict:
     """`generate_dataset`'s options for the recipe's training set."""
-    return dict(multiple_choice=recipe.multiple_choice, all_orders=recipe.all_orders, end_colours=recipe.end_colours,
-                caption_prompts=recipe.caption_prompts)
+    return dict(multiple_choice=recipe.multiple_choice, all_orders=recipe.all_orders, all_changes=recipe.all_changes,
+                end_colours=recipe.end_colours, caption_prompts=recipe.caption_prompts)
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -179,6 +180,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all-orders", action=argparse.BooleanOptionalAction, default=Recipe.all_orders,
                         help="every order question a video allows (each pair of events, both ways); "
                              "--no-all-orders: one per video")
+    parser.add_argument("--all-changes", action=argparse.BooleanOptionalAction, default=Recipe.all_changes,
+                        help="\"What happened to the X?\" about every object it may ask of; "
+                             "--no-all-changes: one per video")
     parser.add_argument("--end-colours", action=argparse.BooleanOptionalAction, default=Recipe.end_colours,
                         help="ask the colour of every corner object at the end of the video")
     parser.add_argument("--caption-prompts", action=argparse.BooleanOptionalAction, default=Recipe.caption_prompts,
@@ -189,7 +193,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 def recipe_from_arguments(args: argparse.Namespace) -> Recipe:
     """The Recipe that `add_recipe_arguments`' options ask for (the rest at its defaults)."""
     return Recipe(videos=args.videos, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
-                  all_orders=args.all_orders, end_colours=args.end_colours, caption_prompts=args.caption_prompts)
+                  all_orders=args.all_orders, all_changes=args.all_changes, end_colours=args.end_colours,
+                  caption_prompts=args.caption_prompts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,11 +72,11 @@ def test_synth_cli_all_orders(tmp_path, capsys):
     assert orders("all") == orders("mod") > 2 * orders("one") > 0
 
 
-def test_synth_cli_end_colours_and_caption_prompts(tmp_path):
+def test_synth_cli_end_colours_caption_prompts_and_all_changes(tmp_path):
     from clapper_core.synthetic import CAPTION_PROMPT
     from clapper_core.synthetic.__main__ import main as module_main
 
-    flags = ["-n", "12", "--seed", "6", "--end-colours", "--caption-prompts"]
+    flags = ["-n", "12", "--seed", "6", "--end-colours", "--caption-prompts", "--all-changes"]
     assert main(["train", "synth", str(tmp_path / "one"), "-n", "12", "--seed", "6"]) == 0
     assert main(["train", "synth", str(tmp_path / "cli"), *flags]) == 0
     assert module_main([str(tmp_path / "mod"), *flags]) == 0

@@ -85,3 +85,8 @@ def test_demo_command_passes_its_data_options(monkeypatch, tmp_path):
         with pytest.raises(_Stop):
             demo.main(["--work", str(tmp_path), *argv])
         assert (seen[-1]["end_colours"], seen[-1]["caption_prompts"]) == (ends, prompts)
+    assert demo.Recipe.all_changes is False
+    for argv, want in (([], False), (["--all-changes"], True)):
+        with pytest.raises(_Stop):
+            demo.main(["--work", str(tmp_path), *argv])
+        assert seen[-1]["all_changes"] is want

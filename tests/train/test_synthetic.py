@@ -192,6 +192,40 @@ def test_end_colours_ask_the_last_frames_colour_of_every_corner_object(tmp_path)
     assert changed > 3  # some answers are not the first frame's colour
 
 
+def test_all_changes_ask_of_every_object_with_at_most_one_event(tmp_path):
+    """all_changes=True: "What happened to the X?" about every object there at the start that is not the mover
+    and has at most one event, each answer what the frames show; the video's own questions keep their ids."""
+    from clapper_core.synthetic import COLOURS
+    from clapper_core.synthetic.writer import make_video
+
+    plain = generate_dataset(tmp_path / "plain", num_videos=30, seed=4)
+    every = generate_dataset(tmp_path / "every", num_videos=30, seed=4, all_changes=True)
+    rows_plain = [json.loads(line) for line in plain.qa_file.read_text().splitlines()]
+    rows_every = [json.loads(line) for line in every.qa_file.read_text().splitlines()]
+    assert [r for r in rows_every if r not in rows_plain] and all(r in rows_every for r in rows_plain)
+    assert {r["family"] for r in rows_every if r not in rows_plain} == {"change"}
+    more = 0
+    for i in range(30):
+        scene = make_video(tmp_path / "check", i, seed=4).scene
+        frames = render_frames(scene)  # (T, H, W, 3)
+        vid = f"synth{i:05d}"
+        asked = {r["question"]: r["answer"] for r in rows_every if r["id"] == vid and r["family"] == "change"}
+        want = [o for o in scene.at_start() if o.role != "mover" and len(o.events()) <= 1]
+        assert sorted(asked) == sorted(f"What happened to the {ob.shape}?" for ob in want)
+        more += len(asked) - sum(r["id"] == vid and r["family"] == "change" for r in rows_plain)
+        o = scene.config.object_size
+        for ob in want:
+            centre = frames[-1][int(ob.y + o / 2), int(ob.x + o / 2)]
+            answer = asked[f"What happened to the {ob.shape}?"]
+            if answer == "it disappeared":
+                assert tuple(centre) == (0, 0, 0)  # the background
+            elif answer == "nothing changed":
+                assert tuple(centre) == COLOURS[ob.start_colour]
+            else:
+                assert tuple(centre) == COLOURS[answer.removeprefix("it turned ")] != COLOURS[ob.start_colour]
+    assert more >= 2  # a few videos have more than one object to ask of (4 of these 30 extra questions)
+
+
 def test_caption_prompts_ask_each_caption_in_several_ways(tmp_path):
     """caption_prompts=True: each caption record is asked with one of CAPTION_PROMPTS, the answer unchanged;
     without it, always the caption prompt. The question records are the same either way."""

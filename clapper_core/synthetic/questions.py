@@ -76,12 +76,10 @@ def questions_for(scene: Scene, rng: random.Random) -> list[QA]:
         out.append(order)
     # "change" and "times" are asked about objects visible at the start that do not move, whose
     # first frame looks the same whatever happens to them next.
-    candidates = [o for o in start if o.role in ("static", "changer", "disappear")]
-    single = [o for o in candidates if len(o.events()) <= 1]
+    single = _change_subjects(start)
     if single:
-        ob = rng.choice(single)
-        out.append(QA("change", f"What happened to the {ob.shape}?", _change_answer(ob)))
-    counted = [o for o in candidates if o.role in ("static", "changer")]
+        out.append(_change_qa(rng.choice(single)))
+    counted = [o for o in start if o.role in ("static", "changer")]
     if counted:
         ob = rng.choice(counted)
         out.append(QA("times", f"How many times does the {ob.shape} change colour?", str(ob.colour_changes)))
@@ -89,10 +87,18 @@ def questions_for(scene: Scene, rng: random.Random) -> list[QA]:
 
 
 def all_change_questions(scene: Scene) -> list[QA]:
-    """'What happened to the X?' about every object the change family may ask of (there at the start, not the
-    mover, at most one event), where `questions_for` asks of one."""
-    return [QA("change", f"What happened to the {ob.shape}?", _change_answer(ob)) for ob in scene.at_start()
-            if ob.role in ("static", "changer", "disappear") and len(ob.events()) <= 1]
+    """'What happened to the X?' about every object the change family may ask of, where `questions_for` asks
+    of one."""
+    return [_change_qa(ob) for ob in _change_subjects(scene.at_start())]
+
+
+def _change_subjects(start: list[SceneObject]) -> list[SceneObject]:
+    """The objects a change question may ask of: there at the start, not the mover, at most one event."""
+    return [o for o in start if o.role in ("static", "changer", "disappear") and len(o.events()) <= 1]
+
+
+def _change_qa(ob: SceneObject) -> QA:
+    return QA("change", f"What happened to the {ob.shape}?", _change_answer(ob))
 
 
 def end_colour_questions(scene: Scene) -> list[QA]:

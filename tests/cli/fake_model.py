@@ -67,7 +67,8 @@ class FakeSession:
     def stream(self, question, gen=None):
         delay = float(os.environ.get("CLAPPER_TEST_TOKEN_DELAY", "0"))
         FakeSession.streams += 1
-        if FakeSession.streams > int(os.environ.get("CLAPPER_TEST_STALL_AFTER", "1000000")):
+        stall_after = os.environ.get("CLAPPER_TEST_STALL_AFTER")
+        if stall_after is not None and FakeSession.streams > int(stall_after):
             delay = 60.0  # every later answer stalls, so a signal sent after the first ones lands mid-answer
         words = answer_for(question, self.clip.num_frames).split(" ")
         start = time.perf_counter()

@@ -169,8 +169,7 @@ def test_end_colours_ask_the_last_frames_colour_of_every_corner_object(tmp_path)
 
     plain = generate_dataset(tmp_path / "plain", num_videos=20, seed=9)
     ends = generate_dataset(tmp_path / "ends", num_videos=20, seed=9, end_colours=True)
-    rows_plain = [json.loads(line) for line in plain.qa_file.read_text().splitlines()]
-    rows_ends = [json.loads(line) for line in ends.qa_file.read_text().splitlines()]
+    rows_plain, rows_ends = _qa_rows(plain), _qa_rows(ends)
     assert [r for r in rows_ends if r["family"] != END_COLOUR] == rows_plain
     changed = 0
     for i in range(20):
@@ -181,11 +180,9 @@ def test_end_colours_ask_the_last_frames_colour_of_every_corner_object(tmp_path)
         }
         want = [o for o in scene.objects if o.role != "mover" and o.visible[-1]]
         assert len(asked) == len(want)
-        o = scene.config.object_size
         for ob in want:
             answer = asked[f"What colour is the {ob.shape} at the end?"]
-            centre = last[int(ob.y + o / 2), int(ob.x + o / 2)]
-            assert tuple(centre) == COLOURS[answer]
+            assert _centre(last, scene, ob) == COLOURS[answer]
             changed += answer != ob.start_colour
             options, right = options_for(f"t{i}", END_COLOUR, "q", answer)
             assert options[right] == answer and set(options) <= set(COLOURS)
@@ -200,30 +197,38 @@ def test_all_changes_ask_of_every_object_with_at_most_one_event(tmp_path):
 
     plain = generate_dataset(tmp_path / "plain", num_videos=30, seed=4)
     every = generate_dataset(tmp_path / "every", num_videos=30, seed=4, all_changes=True)
-    rows_plain = [json.loads(line) for line in plain.qa_file.read_text().splitlines()]
-    rows_every = [json.loads(line) for line in every.qa_file.read_text().splitlines()]
+    rows_plain, rows_every = _qa_rows(plain), _qa_rows(every)
     assert [r for r in rows_every if r not in rows_plain] and all(r in rows_every for r in rows_plain)
     assert {r["family"] for r in rows_every if r not in rows_plain} == {"change"}
     more = 0
     for i in range(30):
         scene = make_video(tmp_path / "check", i, seed=4).scene
-        frames = render_frames(scene)  # (T, H, W, 3)
+        last = render_frames(scene)[-1]  # (H, W, 3)
         vid = f"synth{i:05d}"
         asked = {r["question"]: r["answer"] for r in rows_every if r["id"] == vid and r["family"] == "change"}
         want = [o for o in scene.at_start() if o.role != "mover" and len(o.events()) <= 1]
         assert sorted(asked) == sorted(f"What happened to the {ob.shape}?" for ob in want)
         more += len(asked) - sum(r["id"] == vid and r["family"] == "change" for r in rows_plain)
-        o = scene.config.object_size
         for ob in want:
-            centre = frames[-1][int(ob.y + o / 2), int(ob.x + o / 2)]
+            centre = _centre(last, scene, ob)
             answer = asked[f"What happened to the {ob.shape}?"]
             if answer == "it disappeared":
-                assert tuple(centre) == (0, 0, 0)  # the background
+                assert centre == (0, 0, 0)  # the background
             elif answer == "nothing changed":
-                assert tuple(centre) == COLOURS[ob.start_colour]
+                assert centre == COLOURS[ob.start_colour]
             else:
-                assert tuple(centre) == COLOURS[answer.removeprefix("it turned ")] != COLOURS[ob.start_colour]
+                assert centre == COLOURS[answer.removeprefix("it turned ")] != COLOURS[ob.start_colour]
     assert more >= 2  # a few videos have more than one object to ask of (4 of these 30 extra questions)
+
+
+def _qa_rows(summary) -> list[dict]:
+    return [json.loads(line) for line in summary.qa_file.read_text().splitlines()]
+
+
+def _centre(frame: np.ndarray, scene: Scene, ob) -> tuple:
+    """The (R, G, B) that `frame` (H, W, 3) shows at the centre of `scene`'s object `ob`."""
+    o = scene.config.object_size
+    return tuple(frame[int(ob.y + o / 2), int(ob.x + o / 2)])
 
 
 def test_caption_prompts_ask_each_caption_in_several_ways(tmp_path):

@@ -33,8 +33,7 @@ def test_same_seed_same_dataset(tmp_path):
 def test_video_i_does_not_depend_on_how_many_are_written(tmp_path):
     few = generate_dataset(tmp_path / "few", num_videos=2, seed=1)
     many = generate_dataset(tmp_path / "many", num_videos=5, seed=1)
-    rows = lambda s: [json.loads(x) for x in s.qa_file.read_text().splitlines()]  # noqa: E731
-    assert rows(few) == [r for r in rows(many) if r["id"] in ("synth00000", "synth00001")]
+    assert _qa_rows(few) == [r for r in _qa_rows(many) if r["id"] in ("synth00000", "synth00001")]
 
 
 def test_videos_decode_to_one_segment_of_four_frames_matching_the_render(synth_data):

@@ -66,6 +66,10 @@ class Recipe:
     # records cost order 7 points in the same steps and did not help the change family (README, recipes 4 and 5)
     end_colours: bool = False
     caption_prompts: bool = True  # captions asked in several ways ("What happens?", ...), not one
+    # The random SigLIP's attention output, scaled: at 1 every patch's features carry the whole frame (a moving
+    # object elsewhere changes a still corner's cell as much as a colour change does); at 0.1 they describe their
+    # own patch, as a trained tower's mostly do (README, recipe 6)
+    vision_attention_gain: float = 0.1
     loss_average: str = "token"  # "sample": every record weighs the same, a caption no more than a one-word answer
 
 
@@ -99,7 +103,7 @@ def build_recipe_model(out_dir: Path, *, recipe: Recipe = Recipe(), **overrides)
     texts = world_texts(end_colours=recipe.end_colours, caption_prompts=recipe.caption_prompts)
     out = build_tiny_clapper(out_dir, seed=recipe.seed, vocab_size=recipe.vocab_size, texts=texts,
                              vision_config=vision, text_config=text, **fields)
-    standardize_vision_features(out, seed=recipe.seed)
+    standardize_vision_features(out, seed=recipe.seed, attention_gain=recipe.vision_attention_gain)
     return out
 
 
@@ -109,8 +113,10 @@ def world_frames(n: int = 64, *, seed: int = 999) -> list:
     return [render_frames(sample_scene(rng)) for _ in range(n)]
 
 
-def standardize_vision_features(model_dir: Path, *, seed: int = 0, scenes: int = 64) -> None:
-    """Measure the vision tower's per-channel mean and std over the world's frames into the config.
+def standardize_vision_features(model_dir: Path, *, seed: int = 0, scenes: int = 64, attention_gain: float = 1.0
+                                ) -> None:
+    """Scale the random vision tower's attention output by `attention_gain`, then measure its per-channel mean and
+    std over the world's frames into the config.
 
     A random SigLIP maps the synthetic world (small shapes on a black background) to features whose
     channels carry large offsets shared by every patch of every video; what tells a red square from
@@ -118,6 +124,10 @@ def standardize_vision_features(model_dir: Path, *, seed: int = 0, scenes: int =
     the projector nor the TimePerceiver's attention can pick that variation out (the loss stays at
     the answer prior). `vision_feature_mean` / `vision_feature_std` make the model standardise the
     features before both paths: fixed statistics, part of the model, untouched by training.
+
+    Random attention spreads every patch over the whole frame: a still corner object's cell changes from one frame
+    to the next when the mover moves or another object changes, about as much as when it changes colour itself.
+    Scaling each layer's attention output (`out_proj`) down keeps each patch's features about its own patch.
     """
     import torch
 
@@ -127,6 +137,9 @@ def standardize_vision_features(model_dir: Path, *, seed: int = 0, scenes: int =
     loaded = load_model(LoadConfig(model=str(model_dir), quant="fp32", device="cpu"))
     model, processor = loaded.model.eval(), loaded.processor
     with torch.no_grad():
+        for layer in model.model.vision_tower.encoder.layers:
+            layer.self_attn.out_proj.weight.mul_(attention_gain)  # (Dv, Dv)
+            layer.self_attn.out_proj.bias.mul_(attention_gain)  # (Dv,)
         pixels = torch.cat(
             [processor.preprocess_frames(f[:: max(1, len(f) // 4)]) for f in world_frames(scenes, seed=seed)]
         )
@@ -188,13 +201,15 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--caption-prompts", action=argparse.BooleanOptionalAction, default=Recipe.caption_prompts,
                         help="ask each caption in one of several ways (\"What happens?\", ...); "
                              "--no-caption-prompts: always the caption prompt")
+    parser.add_argument("--vision-attention-gain", type=float, default=Recipe.vision_attention_gain,
+                        help="scale of the random vision tower's attention output (1: as initialised)")
 
 
 def recipe_from_arguments(args: argparse.Namespace) -> Recipe:
     """The Recipe that `add_recipe_arguments`' options ask for (the rest at its defaults)."""
     return Recipe(videos=args.videos, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
                   all_orders=args.all_orders, all_changes=args.all_changes, end_colours=args.end_colours,
-                  caption_prompts=args.caption_prompts)
+                  caption_prompts=args.caption_prompts, vision_attention_gain=args.vision_attention_gain)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,3 +90,62 @@ def test_demo_command_passes_its_data_options(monkeypatch, tmp_path):
         with pytest.raises(_Stop):
             demo.main(["--work", str(tmp_path), *argv])
         assert seen[-1]["all_changes"] is want
+
+
+def _corner_steps(model_dir, scene, ob):
+    """How far the 3x3 cell of corner object `ob` moves between consecutive frames at 1 fps (mid-second): (3,)."""
+    from clapper_core.model import LoadConfig, load_model
+    from clapper_core.model.time_perceiver import grid_pool
+    from clapper_core.synthetic.world import render_frames
+
+    loaded = load_model(LoadConfig(model=str(model_dir), quant="fp32", device="cpu"))
+    model, processor = loaded.model.eval(), loaded.processor
+    fps = scene.config.fps
+    frames = render_frames(scene)[[fps // 2 + fps * s for s in range(scene.config.seconds)]]  # (4, H, W, 3)
+    with torch.no_grad():
+        patches = model.model.standardize_patches(model.model.get_frame_patches(processor.preprocess_frames(frames)))
+    half = scene.config.size / 2
+    cell = 3 * (0 if ob.y < half else 2) + (0 if ob.x < half else 2)
+    cells = grid_pool(patches[None], 3)[0][:, cell]  # (4, Dv)
+    return (cells[1:] - cells[:-1]).pow(2).mean(-1).sqrt()  # (3,)
+
+
+def test_attention_gain_keeps_a_still_corner_still(tmp_path):
+    """With the random tower's attention as initialised, a still corner object's cell changes when the mover moves
+    or another corner object changes, on the scale of its own colour change; the recipe's gain keeps it still."""
+    import dataclasses
+    import random
+
+    from clapper_core.model.tiny import build_tiny_clapper
+    from clapper_core.synthetic.world import Scene, sample_scene
+    from clapper_core.train.demo import TEXT, VISION, Recipe, standardize_vision_features
+
+    rng = random.Random(4)
+    scene = next(s for s in (sample_scene(rng) for _ in range(200)) if len(s.objects) == 3)
+    mover, still, other = scene.objects
+    # The second corner object changes colour every second; the first changes once, at the third second.
+    n = scene.config.seconds
+    other = dataclasses.replace(other, role="changer", visible=(True,) * n,
+                                colours=tuple(("red", "blue")[b % 2] for b in range(n)))
+    still = dataclasses.replace(still, role="static", visible=(True,) * n, colours=("green",) * n)
+    turned = dataclasses.replace(still, role="changer", colours=("green", "green", "white", "white"))
+    ratios = {}
+    for gain in (1.0, Recipe.vision_attention_gain):
+        model_dir = build_tiny_clapper(tmp_path / str(gain), vision_config=VISION, text_config=TEXT)
+        standardize_vision_features(model_dir, scenes=16, attention_gain=gain)
+        quiet = _corner_steps(model_dir, Scene(scene.config, (mover, still, other)), still)  # (3,)
+        event = _corner_steps(model_dir, Scene(scene.config, (mover, turned, other)), turned)[1]  # its own change
+        ratios[gain] = float(quiet.max() / event)
+    assert ratios[1.0] > 0.3, f"the test expects leakage at gain 1 (still/changed {ratios[1.0]:.2f})"
+    assert ratios[Recipe.vision_attention_gain] < 0.15, ratios
+
+
+def test_recipe_arguments_set_the_vision_attention_gain():
+    import argparse
+
+    from clapper_core.train import demo
+
+    parser = argparse.ArgumentParser()
+    demo.add_recipe_arguments(parser)
+    assert demo.recipe_from_arguments(parser.parse_args([])).vision_attention_gain == 0.1
+    assert demo.recipe_from_arguments(parser.parse_args(["--vision-attention-gain", "1"])).vision_attention_gain == 1

@@ -1,6 +1,8 @@
 """How much of a segment's motion survives each fast-path summary? Probes on the demo's vision features.
 
-The demo recipe's random SigLIP (standardised features) encodes 4 frames at 1 fps of synthetic scenes.
+The demo recipe's random SigLIP (standardised features, attention output scaled by the recipe's
+`vision_attention_gain`; `--vision-attention-gain 1` for the tower as initialised) encodes 4 frames at 1 fps of
+synthetic scenes.
 
 Direction: a logistic-regression probe is trained to read the mover's direction (4 classes) from:
 
@@ -30,6 +32,7 @@ and, for reference, from the object's cell in the last frame (the vision tower's
 
     python bench/motion_probe.py                                   # about a minute on 2 CPU cores
     python bench/motion_probe.py --model clapper_core/demo_model   # and the demo's perceiver tokens (3 min)
+    python bench/motion_probe.py --vision-attention-gain 1         # the tower's attention as initialised
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes", type=int, default=800, help="scenes (three quarters train the probe)")
     p.add_argument("--seed", type=int, default=3)
     p.add_argument("--count-scenes", type=int, default=3000, help="scenes for the colour-change probe")
+    p.add_argument("--vision-attention-gain", type=float, default=None, metavar="G",
+                   help="the random tower's attention output scale (default: the demo recipe's; 1: as initialised)")
     p.add_argument("--model", type=Path, action="append", default=[], metavar="DIR",
                    help="also probe this trained model's perceiver tokens (repeatable)")
     args = p.parse_args(argv)
@@ -58,11 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     from clapper_core.model import LoadConfig, load_model
     from clapper_core.model.time_perceiver import grid_pool, spatiotemporal_avg_pool
     from clapper_core.synthetic.world import DIRECTIONS, sample_scene
-    from clapper_core.train.demo import build_recipe_model
+    from clapper_core.train.demo import Recipe, build_recipe_model
 
+    gain = Recipe.vision_attention_gain if args.vision_attention_gain is None else args.vision_attention_gain
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        loaded = load_model(LoadConfig(model=str(build_recipe_model(Path(tmp) / "base")), quant="fp32", device="cpu"))
+        base = build_recipe_model(Path(tmp) / "base", recipe=Recipe(vision_attention_gain=gain))
+        loaded = load_model(LoadConfig(model=str(base), quant="fp32", device="cpu"))
+    print(f"the demo recipe's random vision tower, attention output scaled by {gain:g}\n")
     model, proc = loaded.model.eval(), loaded.processor
     rng = random.Random(args.seed)
     dirs = list(DIRECTIONS)

@@ -5,6 +5,7 @@
     2. build a tiny random Clapper: a byte-level BPE tokenizer fitted to the world's texts, a
        SigLIP of 64 px frames with 8 px patches (8x8 grid, pooled with stride 2 to 4x4 = 16 keyframe
        tokens), a 3x3 TimePerceiver (9 temporal tokens), a 4-layer Qwen2; the random SigLIP's
+       attention output is scaled to a tenth, so each patch's features are about that patch, and its
        per-channel feature statistics over the world's frames go into the config, so the model
        standardises its vision features before the keyframe path and the TimePerceiver
     3. stage 1 (`clapper train --stage 1`): TimePerceiver + projector

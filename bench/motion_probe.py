@@ -20,6 +20,9 @@ colour (0 to 3, the "times" family) from the 3x3 cell the object sits in, per fr
     cell minus keyframe     frames 2-4 minus the keyframe (the TimePerceiver's motion features)
     frame-to-frame sizes    the size (L2 norm) of each frame's change from the one before: 3 numbers
 
+and the sizes of those steps (root mean square, as the TimePerceiver's direct path reads them) where the object
+keeps its colour and where it changes: anything else that moves or changes in the frame shows in the first kind.
+
 Shapes: the same MLP probe names a corner object's shape (square, circle, triangle) and colour from the
 keyframe's features pooled to the keyframe path's 4x4 grid, the 2x2 cells of the canvas quarter the object sits
 in: how much of what the one-frame questions ask the random vision tower's features hold.
@@ -113,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'features':<24}{'dims':>7}{'test accuracy':>15}")
     for name, X in summaries.items():
         print(f"{name:<24}{X.shape[1]:>7}{100 * _mlp_probe(X, counts, n, classes=4):>14.1f}%")
+    _print_step_sizes(cells, _step_changes(random.Random(args.seed + 1), args.count_scenes))
 
     quarters, shapes, colours = _keyframe_quarters(model, proc, random.Random(args.seed + 2), args.count_scenes)
     print(f"\na corner object's shape and colour from the keyframe's 4x4 cells of its quarter, {n} training "
@@ -212,6 +216,29 @@ def _corner_samples(read, rng, scenes: int, eligible, label):
 def _corner_cells(read, rng, scenes: int):
     """A still corner object (static or changing colour), labelled with how many times it changes colour."""
     return _corner_samples(read, rng, scenes, lambda o: o.role in ("static", "changer"), lambda o: o.colour_changes)
+
+
+def _step_changes(rng, scenes: int):
+    """Whether the objects `_corner_cells` draws with the same rng change colour at each step: (N, 3) bool."""
+    import torch
+
+    eligible = lambda o: o.role in ("static", "changer")  # noqa: E731
+    return torch.tensor([[a != b for a, b in zip(ob.colours, ob.colours[1:])]
+                         for _, ob, _ in _corner_objects(rng, scenes, eligible)])
+
+
+def _print_step_sizes(cells, changed) -> None:
+    """How far a corner object's cell moves from one frame to the next, split by whether the object changed
+    colour: cells (N, 4, D), changed (N, 3) bool."""
+    import torch
+
+    sizes = (cells[:, 1:] - cells[:, :-1]).pow(2).mean(-1).sqrt()  # (N, 3), as the direct path's step sizes
+    same, turned = sizes[~changed], sizes[changed]
+    q = lambda x, p: torch.quantile(x, p).item()  # noqa: E731
+    print(f"\nthe cell's step from one frame to the next (root mean square): {len(same)} steps where the object "
+          f"keeps its colour, median {q(same, 0.5):.3f}, 99th percentile {q(same, 0.99):.3f}, largest "
+          f"{same.max():.3f}; {len(turned)} where it changes colour, smallest {turned.min():.3f}, median "
+          f"{q(turned, 0.5):.3f}; {int((same >= turned.min()).sum())} still steps as large as the smallest change")
 
 
 def _first_events(read, rng, scenes: int):

@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     def frame_cells(scene, cell: int):  # the cell in each of the 4 frames, (4, D)
         return _frame_cells(model, proc, scene, cell)
 
-    cells, counts = _corner_cells(frame_cells, random.Random(args.seed + 1), args.count_scenes)  # (N, 4, D), (N,)
+    cells, changed = _corner_cells(frame_cells, random.Random(args.seed + 1), args.count_scenes)  # (N, 4, D), (N, 3)
+    counts = changed.sum(1)  # (N,)
     n = args.count_scenes * 4 // 5
     summaries = {
         "cell average": cells.mean(1),
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'features':<24}{'dims':>7}{'test accuracy':>15}")
     for name, X in summaries.items():
         print(f"{name:<24}{X.shape[1]:>7}{100 * _mlp_probe(X, counts, n, classes=4):>14.1f}%")
-    _print_step_sizes(cells, _step_changes(random.Random(args.seed + 1), args.count_scenes))
+    _print_step_sizes(cells, changed)
 
     quarters, shapes, colours = _keyframe_quarters(model, proc, random.Random(args.seed + 2), args.count_scenes)
     print(f"\na corner object's shape and colour from the keyframe's 4x4 cells of its quarter, {n} training "
@@ -147,7 +148,8 @@ def _probe_trained(model_dir: Path, args, n: int) -> None:
         tokens = model.model.encode_segments(patches, [4])  # (keyframe tokens + 9, Dt)
         return tokens[len(tokens) - 9 + cell][None]
 
-    cells, counts = _corner_cells(perceiver_cell, random.Random(args.seed + 1), args.count_scenes)  # (N, 1, Dt)
+    cells, changed = _corner_cells(perceiver_cell, random.Random(args.seed + 1), args.count_scenes)  # (N, 1, Dt)
+    counts = changed.sum(1)  # (N,)
     print(f"\n{model_dir}: the same count from the cell's perceiver token after the projector")
     print(f"{'perceiver token':<24}{cells.shape[-1]:>7}{100 * _mlp_probe(cells[:, 0], counts, n, classes=4):>14.1f}%")
     tokens, blocks = _first_events(perceiver_cell, random.Random(args.seed + 3), args.count_scenes)  # (N, 1, Dt)
@@ -214,17 +216,10 @@ def _corner_samples(read, rng, scenes: int, eligible, label):
 
 
 def _corner_cells(read, rng, scenes: int):
-    """A still corner object (static or changing colour), labelled with how many times it changes colour."""
-    return _corner_samples(read, rng, scenes, lambda o: o.role in ("static", "changer"), lambda o: o.colour_changes)
-
-
-def _step_changes(rng, scenes: int):
-    """Whether the objects `_corner_cells` draws with the same rng change colour at each step: (N, 3) bool."""
-    import torch
-
-    eligible = lambda o: o.role in ("static", "changer")  # noqa: E731
-    return torch.tensor([[a != b for a, b in zip(ob.colours, ob.colours[1:])]
-                         for _, ob, _ in _corner_objects(rng, scenes, eligible)])
+    """A still corner object (static or changing colour), labelled with whether it changes colour at each of the
+    three steps between its four seconds: (N, ...) and (N, 3) bool; their sum is the "times" answer."""
+    return _corner_samples(read, rng, scenes, lambda o: o.role in ("static", "changer"),
+                           lambda o: [a != b for a, b in zip(o.colours, o.colours[1:])])
 
 
 def _print_step_sizes(cells, changed) -> None:

@@ -188,6 +188,8 @@ def recipe_data(recipe: Recipe) -> dict:
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     """The recipe's command-line options, shared by this command and bench/temporal.py."""
+    from clapper_core.train.trainer import LOSS_AVERAGES
+
     parser.add_argument("--videos", type=int, default=Recipe.videos, help="training videos")
     parser.add_argument("--stage1-steps", type=int, default=Recipe.stage1_steps)
     parser.add_argument("--stage2-steps", type=int, default=Recipe.stage2_steps)
@@ -204,13 +206,17 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                              "--no-caption-prompts: always the caption prompt")
     parser.add_argument("--vision-attention-gain", type=float, default=Recipe.vision_attention_gain,
                         help="scale of the random vision tower's attention output (1: as initialised)")
+    parser.add_argument("--loss-average", choices=LOSS_AVERAGES, default=Recipe.loss_average,
+                        help="token: every answer token weighs the same (a caption outweighs a one-word answer); "
+                             "sample: every record weighs the same")
 
 
 def recipe_from_arguments(args: argparse.Namespace) -> Recipe:
     """The Recipe that `add_recipe_arguments`' options ask for (the rest at its defaults)."""
     return Recipe(videos=args.videos, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
                   all_orders=args.all_orders, all_changes=args.all_changes, end_colours=args.end_colours,
-                  caption_prompts=args.caption_prompts, vision_attention_gain=args.vision_attention_gain)
+                  caption_prompts=args.caption_prompts, vision_attention_gain=args.vision_attention_gain,
+                  loss_average=args.loss_average)
 
 
 def main(argv: list[str] | None = None) -> int:

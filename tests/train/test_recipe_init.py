@@ -140,7 +140,7 @@ def test_attention_gain_keeps_a_still_corner_still(tmp_path):
     assert ratios[Recipe.vision_attention_gain] < 0.15, ratios
 
 
-def test_recipe_arguments_set_the_vision_attention_gain():
+def test_recipe_arguments_set_the_vision_attention_gain_and_loss_average():
     import argparse
 
     from clapper_core.train import demo
@@ -149,3 +149,5 @@ def test_recipe_arguments_set_the_vision_attention_gain():
     demo.add_recipe_arguments(parser)
     assert demo.recipe_from_arguments(parser.parse_args([])).vision_attention_gain == 0.1
     assert demo.recipe_from_arguments(parser.parse_args(["--vision-attention-gain", "1"])).vision_attention_gain == 1
+    assert demo.recipe_from_arguments(parser.parse_args([])).loss_average == "token"
+    assert demo.recipe_from_arguments(parser.parse_args(["--loss-average", "sample"])).loss_average == "sample"

@@ -1,12 +1,14 @@
 """Accuracy of a model on a synthetic question file (qa.jsonl), per question family.
 
 Each video is encoded once (`VideoSession`) and all its questions are asked greedily; an answer
-is right when it equals the expected one after `normalize_answer`.
+is right when it equals the expected one after `normalize_answer`. `paired_difference` says how
+much of the gap between two models scored on the same file the held-out videos alone could make.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,12 @@ from clapper_core.synthetic.questions import FAMILIES, ONE_FRAME_FAMILIES, TIME_
 class FamilyScores:
     correct: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     total: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    outcomes: list[tuple[str, str, bool]] = field(default_factory=list)  # (video, family, right), in file order
+
+    def add(self, video: str, family: str, right: bool) -> None:
+        self.total[family] += 1
+        self.correct[family] += right
+        self.outcomes.append((video, family, right))
 
     def accuracy(self, family: str) -> float:
         return self.correct[family] / self.total[family] if self.total[family] else float("nan")
@@ -61,6 +69,37 @@ def score_synthetic(loaded, qa_file: Path, *, video_root: Path | None = None, sa
         session = VideoSession(loaded, load_clip(root / video, sampling))
         for row in rows:
             answer = session.ask(row["question"], gen)
-            scores.total[row["family"]] += 1
-            scores.correct[row["family"]] += normalize_answer(answer) == normalize_answer(row["answer"])
+            scores.add(video, row["family"], normalize_answer(answer) == normalize_answer(row["answer"]))
     return scores
+
+
+def paired_difference(a: FamilyScores, b: FamilyScores, families: tuple[str, ...], *, resamples: int = 2000,
+                      seed: int = 0) -> tuple[float, float, float]:
+    """`b` minus `a` on the mean of `families`' accuracies (as `FamilyScores.group`), with the 2.5th and 97.5th
+    percentiles of that difference over `resamples` draws of the held-out videos with replacement.
+
+    Both models must have been scored on the same questions. The interval is the held-out set's share of the
+    noise only: two trainings of one recipe differ by more.
+    """
+    if [o[:2] for o in a.outcomes] != [o[:2] for o in b.outcomes]:
+        raise ValueError("the two models were not scored on the same questions; score both on one qa.jsonl")
+    index = {f: i for i, f in enumerate(families)}
+    per_video: dict[str, list[list[int]]] = {}  # video -> per family [questions, a right, b right]
+    for (video, family, ra), (_, _, rb) in zip(a.outcomes, b.outcomes):
+        if family in index:
+            counts = per_video.setdefault(video, [[0, 0, 0] for _ in families])[index[family]]
+            counts[0] += 1
+            counts[1] += ra
+            counts[2] += rb
+    videos = list(per_video.values())
+    if not videos:
+        raise ValueError(f"no questions of {', '.join(families)} to compare")
+
+    def gap(sample: list[list[list[int]]]) -> float:
+        sums = [[sum(v[i][k] for v in sample) for k in range(3)] for i in range(len(families))]
+        gaps = [(right_b - right_a) / n for n, right_a, right_b in sums if n]
+        return sum(gaps) / len(gaps)
+
+    rng = random.Random(seed)
+    draws = sorted(gap(rng.choices(videos, k=len(videos))) for _ in range(resamples))
+    return gap(videos), draws[int(0.025 * resamples)], draws[int(0.975 * resamples) - 1]

@@ -1,0 +1,65 @@
+"""Family scores and the paired comparison that bench/temporal.py prints."""
+
+import random
+
+import pytest
+
+from clapper_core.train.synth_eval import FamilyScores, paired_difference
+
+FAMILIES = ("colour", "shape")
+
+
+def _scores(rights: list[tuple[str, str, bool]]) -> FamilyScores:
+    s = FamilyScores()
+    for video, family, right in rights:
+        s.add(video, family, right)
+    return s
+
+
+def _questions(videos: int = 60) -> list[tuple[str, str]]:
+    return [(f"v{i}", family) for i in range(videos) for family in FAMILIES]
+
+
+def test_add_counts_per_family_and_keeps_the_order():
+    s = _scores([("a", "colour", True), ("a", "shape", False), ("b", "colour", False)])
+    assert s.accuracy("colour") == 0.5 and s.accuracy("shape") == 0.0
+    assert s.outcomes == [("a", "colour", True), ("a", "shape", False), ("b", "colour", False)]
+
+
+def test_paired_difference_is_the_gap_in_the_family_mean():
+    rng = random.Random(1)
+    qs = _questions()
+    a = _scores([(v, f, rng.random() < 0.5) for v, f in qs])
+    b = _scores([(v, f, rng.random() < 0.5) for v, f in qs])
+    d, lo, hi = paired_difference(a, b, FAMILIES, resamples=400)
+    assert d == pytest.approx(b.group(FAMILIES) - a.group(FAMILIES))
+    assert lo < d < hi
+
+
+def test_the_same_answers_differ_by_nothing_on_every_resample():
+    rng = random.Random(2)
+    a = _scores([(v, f, rng.random() < 0.7) for v, f in _questions()])
+    assert paired_difference(a, a, FAMILIES, resamples=200) == (0.0, 0.0, 0.0)
+
+
+def test_a_model_right_wherever_the_other_is_wrong_wins_on_every_resample():
+    rng = random.Random(3)
+    a = _scores([(v, f, rng.random() < 0.6) for v, f in _questions()])
+    b = _scores([(v, f, True) for v, f, _ in a.outcomes])
+    d, lo, hi = paired_difference(a, b, FAMILIES, resamples=200)
+    assert 0 < lo <= d <= hi
+
+
+def test_only_the_named_families_count():
+    qs = _questions(20)
+    a = _scores([(v, f, f == "colour") for v, f in qs])
+    b = _scores([(v, f, True) for v, f in qs])
+    assert paired_difference(a, b, ("colour",), resamples=50) == (0.0, 0.0, 0.0)
+    assert paired_difference(a, b, ("shape",), resamples=50) == (1.0, 1.0, 1.0)
+
+
+def test_models_scored_on_other_questions_are_refused():
+    a = _scores([("v0", "colour", True), ("v1", "colour", True)])
+    b = _scores([("v0", "colour", True), ("v2", "colour", True)])
+    with pytest.raises(ValueError, match="same questions"):
+        paired_difference(a, b, FAMILIES)

@@ -170,10 +170,9 @@ def _probe_trained(model_dir: Path, args, n: int) -> None:
 
 def _segment_patches(model, proc, scene):
     """The scene's 4 frames at 1 fps (mid-second) through the vision tower, standardised: (4, P, D)."""
-    from clapper_core.synthetic.world import render_frames
+    from clapper_core.synthetic.world import frames_at_one_fps
 
-    fps = scene.config.fps
-    frames = render_frames(scene)[[fps // 2 + fps * s for s in range(4)]]  # (4, H, W, 3)
+    frames = frames_at_one_fps(scene)[:4]  # (4, H, W, 3)
     return model.model.standardize_patches(model.model.get_frame_patches(proc.preprocess_frames(frames)))
 
 
@@ -188,7 +187,7 @@ def _corner_objects(rng, scenes: int, eligible):
     """(scene, object, (row, col)) for `scenes` random scenes with an object that `eligible(object)` accepts,
     one such object drawn from each; (row, col) is its corner, 0 or 2 on the 3x3 grid (corner objects sit in
     corner cells), which is also the first row and column of its quarter on the 4x4 grid."""
-    from clapper_core.synthetic.world import sample_scene
+    from clapper_core.synthetic.world import corner_of, sample_scene
 
     found = 0
     while found < scenes:
@@ -197,8 +196,8 @@ def _corner_objects(rng, scenes: int, eligible):
         if not candidates:
             continue
         ob = rng.choice(candidates)
-        half = scene.config.size / 2
-        yield scene, ob, ((0 if ob.y < half else 2), (0 if ob.x < half else 2))
+        row, col = corner_of(scene, ob)
+        yield scene, ob, (2 * row, 2 * col)
         found += 1
 
 

@@ -193,6 +193,20 @@ def render_frames(scene: Scene) -> np.ndarray:
     return frames
 
 
+def frames_at_one_fps(scene: Scene) -> np.ndarray:
+    """One frame from the middle of each second, (seconds, H, W, 3): the frames a 1 fps sampler takes, one
+    per block, whatever its phase."""
+    fps = scene.config.fps
+    return render_frames(scene)[[fps // 2 + fps * s for s in range(scene.config.seconds)]]
+
+
+def corner_of(scene: Scene, ob: SceneObject) -> tuple[int, int]:
+    """(row, col) of the quarter of the frame a corner object sits in: 0 for the top or left, 1 for the bottom or
+    right. On a 3x3 grid its cell is (2 * row, 2 * col); on a 4x4 grid its quarter starts there too."""
+    half = scene.config.size / 2
+    return int(ob.y >= half), int(ob.x >= half)
+
+
 def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray, o: int) -> np.ndarray:
     """Boolean (H, W) mask of a shape whose bounding box is [0, o) x [0, o) in (u, v) coordinates."""
     inside = (u >= 0) & (u < o) & (v >= 0) & (v < o)

@@ -96,17 +96,15 @@ def _corner_steps(model_dir, scene, ob):
     """How far the 3x3 cell of corner object `ob` moves between consecutive frames at 1 fps (mid-second): (3,)."""
     from clapper_core.model import LoadConfig, load_model
     from clapper_core.model.time_perceiver import grid_pool
-    from clapper_core.synthetic.world import render_frames
+    from clapper_core.synthetic.world import corner_of, frames_at_one_fps
 
     loaded = load_model(LoadConfig(model=str(model_dir), quant="fp32", device="cpu"))
     model, processor = loaded.model.eval(), loaded.processor
-    fps = scene.config.fps
-    frames = render_frames(scene)[[fps // 2 + fps * s for s in range(scene.config.seconds)]]  # (4, H, W, 3)
+    frames = frames_at_one_fps(scene)  # (4, H, W, 3)
     with torch.no_grad():
         patches = model.model.standardize_patches(model.model.get_frame_patches(processor.preprocess_frames(frames)))
-    half = scene.config.size / 2
-    cell = 3 * (0 if ob.y < half else 2) + (0 if ob.x < half else 2)
-    cells = grid_pool(patches[None], 3)[0][:, cell]  # (4, Dv)
+    row, col = corner_of(scene, ob)
+    cells = grid_pool(patches[None], 3)[0][:, 3 * (2 * row) + 2 * col]  # (4, Dv)
     return (cells[1:] - cells[:-1]).pow(2).mean(-1).sqrt()  # (3,)
 
 

@@ -17,7 +17,7 @@ from clapper_core.synthetic import (
     render_frames,
     sample_scene,
 )
-from clapper_core.synthetic.world import DIRECTIONS, Scene
+from clapper_core.synthetic.world import DIRECTIONS, Scene, corner_of, frames_at_one_fps
 
 
 def test_same_seed_same_dataset(tmp_path):
@@ -42,9 +42,25 @@ def test_videos_decode_to_one_segment_of_four_frames_matching_the_render(synth_d
     clip = load_clip(synth_data.out_dir / "videos/synth00000.mp4", SamplingConfig())
     assert clip.num_frames == 4 and len(clip.segments) == 1
     scene = sample_scene(random.Random("clapper-synthetic:3:0"), WorldConfig())
-    ref = render_frames(scene)[[4, 12, 20, 28]]  # frames at 0.5, 1.5, 2.5, 3.5 s (8 fps)
+    ref = frames_at_one_fps(scene)  # frames at 0.5, 1.5, 2.5, 3.5 s
+    assert np.array_equal(ref, render_frames(scene)[[4, 12, 20, 28]])  # at 8 fps
     err = np.abs(clip.frames.astype(int) - ref.astype(int)).mean()
     assert err < 6, f"mean abs error {err:.1f}: the H.264 video drifts from the rendered frames"
+
+
+def test_corner_of_names_the_quarter_a_corner_object_is_drawn_in():
+    rng = random.Random(2)
+    half = WorldConfig().size // 2
+    for _ in range(30):
+        scene = sample_scene(rng)
+        for ob in scene.objects:
+            if ob.role == "mover":
+                continue
+            alone = Scene(scene.config, (ob,))
+            lit = frames_at_one_fps(alone).any(axis=(0, 3))  # (H, W): every pixel it covers in any second
+            row, col = corner_of(scene, ob)
+            quarter = lit[row * half : (row + 1) * half, col * half : (col + 1) * half]
+            assert lit.any() and quarter.sum() == lit.sum(), (ob, row, col)
 
 
 def test_question_files_and_llava_records(synth_data):

@@ -226,7 +226,10 @@ def _print_step_sizes(cells, changed) -> None:
     colour: cells (N, 4, D), changed (N, 3) bool."""
     import torch
 
-    sizes = (cells[:, 1:] - cells[:, :-1]).pow(2).mean(-1).sqrt()  # (N, 3), as the direct path's step sizes
+    from clapper_core.model.time_perceiver import cell_history
+
+    real = torch.ones(cells.shape[:2], dtype=torch.bool)  # (N, 4): every frame is real
+    sizes = cell_history(cells[:, :, None], real, cells.shape[1])[1][:, 0]  # (N, 3): the direct path's step sizes
     same, turned = sizes[~changed], sizes[changed]
     q = lambda x, p: torch.quantile(x, p).item()  # noqa: E731
     print(f"\nthe cell's step from one frame to the next (root mean square): {len(same)} steps where the object "

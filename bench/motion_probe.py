@@ -139,6 +139,8 @@ def _probe_trained(model_dir: Path, args, n: int) -> None:
 
     loaded = load_model(LoadConfig(model=str(model_dir), quant="fp32", device="cpu"))
     model, proc = loaded.model.eval(), loaded.processor
+    if model.config.perceiver_grid == 3 and model.config.patch_grid == 8:
+        _shapes_from_tokens(model, proc, model_dir, args, n)
     if model.model.time_perceiver is None or model.config.perceiver_grid != 3:
         print(f"\n{model_dir}: no 3x3 TimePerceiver to probe")
         return
@@ -166,6 +168,29 @@ def _probe_trained(model_dir: Path, args, n: int) -> None:
     for name, read in (("last frame's cell", last_frame_cell), ("perceiver token", perceiver_cell)):
         X, colours = _new_colours(read, random.Random(args.seed + 4), args.count_scenes)  # (N, 1, D), (N,)
         print(f"{name:<24}{X.shape[-1]:>7}{100 * _mlp_probe(X[:, 0], colours, n, classes=5):>14.1f}%")
+
+
+def _shapes_from_tokens(model, proc, model_dir: Path, args, n: int) -> None:
+    """A corner object's shape from the visual tokens the LLM gets (after the projector): the fast token of its
+    3x3 cell, the 2x2 keyframe tokens of its quarter of the 4x4 grid, and both."""
+    import torch
+
+    from clapper_core.synthetic.world import SHAPES
+
+    fast, key, shapes = [], [], []
+    with torch.no_grad():
+        for scene, ob, (r, c) in _corner_objects(random.Random(args.seed + 5), args.count_scenes,
+                                                 lambda o: o.role != "mover" and o.visible[0]):
+            tokens = model.model.encode_segments(_segment_patches(model, proc, scene), [4])  # (16 + 9, Dt)
+            fast.append(tokens[16 + 3 * r + c])
+            key.append(tokens[:16].unflatten(0, (4, 4))[r : r + 2, c : c + 2].flatten())
+            shapes.append(SHAPES.index(ob.shape))
+    y = torch.tensor(shapes)
+    print(f"\n{model_dir}: a corner object's shape (3 classes) from its visual tokens after the projector, "
+          f"{n} training and {args.count_scenes - n} test scenes, MLP probe (128 hidden)")
+    fast, key = torch.stack(fast), torch.stack(key)
+    for name, X in (("fast token", fast), ("keyframe quarter", key), ("both", torch.cat([fast, key], 1))):
+        print(f"{name:<24}{X.shape[1]:>7}{100 * _mlp_probe(X, y, n, classes=3):>14.1f}%")
 
 
 def _segment_patches(model, proc, scene):

@@ -182,8 +182,8 @@ def _shapes_from_tokens(model, proc, model_dir: Path, args, n: int) -> None:
         for scene, ob, (r, c) in _corner_objects(random.Random(args.seed + 5), args.count_scenes,
                                                  lambda o: o.role != "mover" and o.visible[0]):
             tokens = model.model.encode_segments(_segment_patches(model, proc, scene), [4])  # (16 + 9, Dt)
-            fast.append(tokens[16 + 3 * r + c])
-            key.append(tokens[:16].unflatten(0, (4, 4))[r : r + 2, c : c + 2].flatten())
+            fast.append(tokens[len(tokens) - 9 + 3 * r + c])  # as `perceiver_cell` in `_probe_trained`
+            key.append(_quarter(tokens[: len(tokens) - 9], r, c))
             shapes.append(SHAPES.index(ob.shape))
     y = torch.tensor(shapes)
     print(f"\n{model_dir}: a corner object's shape (3 classes) from its visual tokens after the projector, "
@@ -292,11 +292,15 @@ def _keyframe_quarters(model, proc, rng, scenes: int):
     with torch.no_grad():
         for scene, ob, (r, c) in _corner_objects(rng, scenes, lambda o: o.role != "mover" and o.visible[0]):
             keyframe = _segment_patches(model, proc, scene)[:1]  # (1, P, D)
-            tokens = grid_pool(keyframe[None], 4)[0, 0].unflatten(0, (4, 4))  # (4, 4, D)
-            rows.append(tokens[r : r + 2, c : c + 2].flatten())
+            rows.append(_quarter(grid_pool(keyframe[None], 4)[0, 0], r, c))  # 4x4 cells (16, D) -> (4*D,)
             shapes.append(SHAPES.index(ob.shape))
             colours.append(list(COLOURS).index(ob.start_colour))
     return torch.stack(rows), torch.tensor(shapes), torch.tensor(colours)
+
+
+def _quarter(grid, r: int, c: int):
+    """The 2x2 cells of a 4x4 grid, (16, D), in the quarter whose first row and column are (r, c): (4*D,)."""
+    return grid.unflatten(0, (4, 4))[r : r + 2, c : c + 2].flatten()
 
 
 def _linear_probe(X, y, n: int, *, classes: int) -> float:

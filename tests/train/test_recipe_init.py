@@ -95,7 +95,7 @@ def test_demo_command_passes_its_data_options(monkeypatch, tmp_path):
 def _corner_steps(model_dir, scene, ob):
     """How far the 3x3 cell of corner object `ob` moves between consecutive frames at 1 fps (mid-second): (3,)."""
     from clapper_core.model import LoadConfig, load_model
-    from clapper_core.model.time_perceiver import grid_pool
+    from clapper_core.model.time_perceiver import cell_history, grid_pool
     from clapper_core.synthetic.world import corner_of, frames_at_one_fps
 
     loaded = load_model(LoadConfig(model=str(model_dir), quant="fp32", device="cpu"))
@@ -104,8 +104,9 @@ def _corner_steps(model_dir, scene, ob):
     with torch.no_grad():
         patches = model.model.standardize_patches(model.model.get_frame_patches(processor.preprocess_frames(frames)))
     row, col = corner_of(scene, ob)
-    cells = grid_pool(patches[None], 3)[0][:, 3 * (2 * row) + 2 * col]  # (4, Dv)
-    return (cells[1:] - cells[:-1]).pow(2).mean(-1).sqrt()  # (3,)
+    cells = grid_pool(patches[None], 3)[:, :, 3 * (2 * row) + 2 * col, None]  # (1, 4, 1, Dv)
+    real = torch.ones(cells.shape[:2], dtype=torch.bool)  # (1, 4)
+    return cell_history(cells, real, cells.shape[1])[1][0, 0]  # (3,): the step sizes the direct path reads
 
 
 def test_attention_gain_keeps_a_still_corner_still(tmp_path):

@@ -191,6 +191,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     from clapper_core.train.trainer import LOSS_AVERAGES
 
     parser.add_argument("--videos", type=int, default=Recipe.videos, help="training videos")
+    parser.add_argument("--seed", type=int, default=Recipe.seed,
+                        help="the run's randomness: the training videos, the random vision tower, the initial "
+                             "weights and the order of the batches")
     parser.add_argument("--stage1-steps", type=int, default=Recipe.stage1_steps)
     parser.add_argument("--stage2-steps", type=int, default=Recipe.stage2_steps)
     parser.add_argument("--all-orders", action=argparse.BooleanOptionalAction, default=Recipe.all_orders,
@@ -213,7 +216,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 
 def recipe_from_arguments(args: argparse.Namespace) -> Recipe:
     """The Recipe that `add_recipe_arguments`' options ask for (the rest at its defaults)."""
-    return Recipe(videos=args.videos, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
+    return Recipe(videos=args.videos, seed=args.seed, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
                   all_orders=args.all_orders, all_changes=args.all_changes, end_colours=args.end_colours,
                   caption_prompts=args.caption_prompts, vision_attention_gain=args.vision_attention_gain,
                   loss_average=args.loss_average)

@@ -139,7 +139,7 @@ def test_attention_gain_keeps_a_still_corner_still(tmp_path):
     assert ratios[Recipe.vision_attention_gain] < 0.15, ratios
 
 
-def test_recipe_arguments_set_the_vision_attention_gain_and_loss_average():
+def test_recipe_arguments_set_the_vision_attention_gain_loss_average_and_seed():
     import argparse
 
     from clapper_core.train import demo
@@ -150,3 +150,5 @@ def test_recipe_arguments_set_the_vision_attention_gain_and_loss_average():
     assert demo.recipe_from_arguments(parser.parse_args(["--vision-attention-gain", "1"])).vision_attention_gain == 1
     assert demo.recipe_from_arguments(parser.parse_args([])).loss_average == "token"
     assert demo.recipe_from_arguments(parser.parse_args(["--loss-average", "sample"])).loss_average == "sample"
+    assert demo.recipe_from_arguments(parser.parse_args([])).seed == 0
+    assert demo.recipe_from_arguments(parser.parse_args(["--seed", "2"])).seed == 2

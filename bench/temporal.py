@@ -17,6 +17,11 @@ families (direction, order, change, times) need the other frames of the segment.
     python -m clapper_core.train.demo --work runs/demo; wait
     python bench/temporal.py --reuse --perceiver-from runs/demo/stage2   # the same, as parallel processes
     python bench/temporal.py --stage2-steps 1500 --videos 2000 --eval-videos 150   # other sizes
+    python bench/temporal.py --seed 0 1 2         # three runs of the recipe: each seed's table, then their mean
+
+Two trainings of one recipe differ by more than the held-out set's noise (the paired interval
+printed under each table): claims about a recipe rest on several seeds. Each seed trains in its own
+folder under --work (seed0, seed1, ...); the held-out videos are the same for all.
 """
 
 from __future__ import annotations
@@ -62,7 +67,8 @@ def _dataset(out: Path, *, qa: bool = False, **kwargs) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--work", type=Path, default=ROOT / "runs/bench_temporal")
+    p.add_argument("--work", type=Path, default=ROOT / "runs/bench_temporal",
+                   help="a folder per seed (seed0, seed1, ...), and the held-out videos shared by all")
     p.add_argument("--eval-videos", type=int, default=600,
                    help="held-out videos (seed 1000; the first N of them whatever N: 150 gives the earlier tables)")
     p.add_argument("--only", choices=list(VARIANTS), action="append", help="run only these variants")
@@ -72,61 +78,93 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--perceiver-from", type=Path, metavar="DIR",
                    help="score this model as the perceiver variant instead of training one: the demo "
                         "recipe's output (python -m clapper_core.train.demo --work runs/demo gives "
-                        "runs/demo/stage2), which is that variant trained on the same videos")
-    add_recipe_arguments(p)
+                        "runs/demo/stage2), which is that variant trained on the same videos; one seed only")
+    add_recipe_arguments(p, several_seeds=True)
     args = p.parse_args(argv)
-    recipe = recipe_from_arguments(args)
+    if args.perceiver_from is not None and len(args.seed) > 1:
+        p.error("--perceiver-from stands for one seed's perceiver; give one --seed with it")
 
-    from clapper_core.model import LoadConfig, load_model
-    from clapper_core.model.configuration_clapper import segment_token_count
-    from clapper_core.train.synth_eval import paired_difference, score_synthetic
+    from clapper_core.train.synth_eval import mean_over_runs, paired_difference
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    train_file = _dataset(args.work / "train", num_videos=args.videos, seed=recipe.seed, **recipe_data(recipe))
     qa_file = _dataset(args.work / f"eval{args.eval_videos}", num_videos=args.eval_videos, seed=1000, prefix="eval",
                        qa=True)  # a folder per size: runs scoring on other sizes never rewrite each other's videos
+    runs = {seed: _run_seed(args, recipe_from_arguments(args, seed=seed), qa_file, log) for seed in args.seed}
+    first = next(iter(runs.values()))
+    fams = [f for f in FAMILIES if any(s.total[f] for _, _, s, _ in first)]
+    head = f"{'model':<22}{'tok/seg':>8}" + "".join(f"{f:>10}" for f in fams) + f"{'1-frame':>9}{'time':>8}"
+    print(f"held-out: {args.eval_videos} videos, "
+          + ", ".join(f"{f} {first[0][2].total[f]}" for f in fams) + " questions")
+    print(f"one-frame families: {', '.join(ONE_FRAME_FAMILIES)}; time-only families: {', '.join(TIME_FAMILIES)}")
+    gaps = {}
+    for seed, rows in runs.items():
+        if len(runs) > 1:
+            print(f"\nseed {seed}")
+        print(head)
+        print("-" * len(head))
+        for name, budget, s, _ in rows:
+            print(_row(name, budget, s.as_dict(), fams))
+        by = {r[0]: r[2] for r in rows}
+        if "keyframe only" in by and "keyframe + perceiver" in by:
+            ko, tp = by["keyframe only"], by["keyframe + perceiver"]
+            gaps[seed] = {kind: paired_difference(ko, tp, families) for kind, families in
+                          (("time-only", TIME_FAMILIES), ("one-frame", ONE_FRAME_FAMILIES))}
+            print("perceiver vs keyframe only: " + ", ".join(
+                f"{kind} {100 * d:+.1f} points ({100 * lo:+.1f} to {100 * hi:+.1f})"
+                for kind, (d, lo, hi) in gaps[seed].items()))
+            print("(in brackets: 95% of 2,000 resamples of the held-out videos; the held-out set's share of the "
+                  "noise, not the training run's)")
+        print("time per model (training when it ran, and scoring): "
+              + ", ".join(f"{r[0]} {r[3]:.0f}s" for r in rows))
+    if len(runs) > 1:
+        print(f"\nmean of {len(runs)} seeds ({', '.join(map(str, runs))})")
+        print(head)
+        print("-" * len(head))
+        for i, (name, budget, _, _) in enumerate(first):
+            print(_row(name, budget, mean_over_runs([rows[i][2] for rows in runs.values()]), fams))
+        if len(gaps) == len(runs):
+            print("perceiver vs keyframe only, seed by seed: " + "; ".join(
+                f"{kind} " + ", ".join(f"{100 * g[kind][0]:+.1f}" for g in gaps.values())
+                + f" (mean {100 * sum(g[kind][0] for g in gaps.values()) / len(gaps):+.1f})"
+                for kind in ("time-only", "one-frame")))
+    return 0
+
+
+def _run_seed(args: argparse.Namespace, recipe, qa_file: Path, log) -> list[tuple]:
+    """Train (or, with --reuse, find) and score each variant of one seed: (name, tokens per segment,
+    FamilyScores, seconds) per variant."""
+    from clapper_core.model import LoadConfig, load_model
+    from clapper_core.model.configuration_clapper import segment_token_count
+    from clapper_core.train.synth_eval import score_synthetic
+
+    root = args.work / f"seed{recipe.seed}"
+    train_file = _dataset(root / "train", num_videos=recipe.videos, seed=recipe.seed, **recipe_data(recipe))
     rows = []
     for name in args.only or list(VARIANTS):
         t0 = time.perf_counter()
-        work = args.work / name.replace(" ", "_").replace("+", "plus")
+        work = root / name.replace(" ", "_").replace("+", "plus")
         final = work / "stage2"
+        tag = f"[seed {recipe.seed}, {name}]"
         if name == "keyframe + perceiver" and args.perceiver_from is not None:
             final = args.perceiver_from
-            log(f"[{name}] scoring {final} (trained by the demo recipe)")
+            log(f"{tag} scoring {final} (trained by the demo recipe)")
         elif args.reuse and (final / "model.safetensors").is_file():
-            log(f"[{name}] scoring {final} (already trained)")
+            log(f"{tag} scoring {final} (already trained)")
         else:
             base = build_recipe_model(work / "base", recipe=recipe, **{k: dict(v) if isinstance(v, dict) else v
                                                                        for k, v in VARIANTS[name].items()})
-            log(f"[{name}] training ({recipe.stage1_steps} + {recipe.stage2_steps} steps)")
+            log(f"{tag} training ({recipe.stage1_steps} + {recipe.stage2_steps} steps)")
             final = train_recipe(base, train_file, work, recipe=recipe)
         loaded = load_model(LoadConfig(model=str(final), device="cpu"))
         budget = segment_token_count(loaded.model.config, loaded.model.config.segment_size)
-        scores = score_synthetic(loaded, qa_file)
-        rows.append((name, budget, scores, time.perf_counter() - t0))
-        log(f"[{name}] done in {time.perf_counter() - t0:.0f}s")
+        rows.append((name, budget, score_synthetic(loaded, qa_file), time.perf_counter() - t0))
+        log(f"{tag} done in {time.perf_counter() - t0:.0f}s")
+    return rows
 
-    fams = [f for f in FAMILIES if any(r[2].total[f] for r in rows)]
-    head = f"{'model':<22}{'tok/seg':>8}" + "".join(f"{f:>10}" for f in fams) + f"{'1-frame':>9}{'time':>8}"
-    print(f"held-out: {args.eval_videos} videos, "
-          + ", ".join(f"{f} {rows[0][2].total[f]}" for f in fams) + " questions")
-    print(f"one-frame families: {', '.join(ONE_FRAME_FAMILIES)}; time-only families: {', '.join(TIME_FAMILIES)}")
-    print(head)
-    print("-" * len(head))
-    for name, budget, s, _ in rows:
-        print(f"{name:<22}{budget:>8}" + "".join(f"{100 * s.accuracy(f):>9.1f}%" for f in fams)
-              + f"{100 * s.one_frame:>8.1f}%{100 * s.time_only:>7.1f}%")
-    by = {r[0]: r[2] for r in rows}
-    if "keyframe only" in by and "keyframe + perceiver" in by:
-        ko, tp = by["keyframe only"], by["keyframe + perceiver"]
-        gaps = {kind: paired_difference(ko, tp, families) for kind, families in
-                (("time-only", TIME_FAMILIES), ("one-frame", ONE_FRAME_FAMILIES))}
-        print("perceiver vs keyframe only: " + ", ".join(
-            f"{kind} {100 * d:+.1f} points ({100 * lo:+.1f} to {100 * hi:+.1f})" for kind, (d, lo, hi) in gaps.items()))
-        print("(in brackets: 95% of 2,000 resamples of the held-out videos; the held-out set's share of the noise, "
-              "not the training run's)")
-    print("time per model (training when it ran, and scoring): " + ", ".join(f"{r[0]} {r[3]:.0f}s" for r in rows))
-    return 0
+
+def _row(name: str, budget: int, acc: dict[str, float], fams: list[str]) -> str:
+    return (f"{name:<22}{budget:>8}" + "".join(f"{100 * acc[f]:>9.1f}%" for f in fams)
+            + f"{100 * acc['one_frame']:>8.1f}%{100 * acc['time_only']:>7.1f}%")
 
 
 if __name__ == "__main__":

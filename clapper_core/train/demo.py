@@ -186,14 +186,17 @@ def recipe_data(recipe: Recipe) -> dict:
                 end_colours=recipe.end_colours, caption_prompts=recipe.caption_prompts)
 
 
-def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    """The recipe's command-line options, shared by this command and bench/temporal.py."""
+def add_recipe_arguments(parser: argparse.ArgumentParser, *, several_seeds: bool = False) -> None:
+    """The recipe's command-line options, shared by this command and bench/temporal.py (which, with
+    `several_seeds`, takes one or more seeds: a run of the recipe each)."""
     from clapper_core.train.trainer import LOSS_AVERAGES
 
     parser.add_argument("--videos", type=int, default=Recipe.videos, help="training videos")
-    parser.add_argument("--seed", type=int, default=Recipe.seed,
+    parser.add_argument("--seed", type=int, nargs="+" if several_seeds else None,
+                        default=[Recipe.seed] if several_seeds else Recipe.seed,
                         help="the run's randomness: the training videos, the random vision tower, the initial "
-                             "weights and the order of the batches")
+                             "weights and the order of the batches" + ("; several: a run each" if several_seeds
+                                                                        else ""))
     parser.add_argument("--stage1-steps", type=int, default=Recipe.stage1_steps)
     parser.add_argument("--stage2-steps", type=int, default=Recipe.stage2_steps)
     parser.add_argument("--all-orders", action=argparse.BooleanOptionalAction, default=Recipe.all_orders,
@@ -214,9 +217,10 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                              "sample: every record weighs the same")
 
 
-def recipe_from_arguments(args: argparse.Namespace) -> Recipe:
-    """The Recipe that `add_recipe_arguments`' options ask for (the rest at its defaults)."""
-    return Recipe(videos=args.videos, seed=args.seed, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
+def recipe_from_arguments(args: argparse.Namespace, *, seed: int | None = None) -> Recipe:
+    """The Recipe that `add_recipe_arguments`' options ask for (the rest at its defaults); `seed` picks one of
+    several."""
+    return Recipe(videos=args.videos, seed=args.seed if seed is None else seed, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
                   all_orders=args.all_orders, all_changes=args.all_changes, end_colours=args.end_colours,
                   caption_prompts=args.caption_prompts, vision_attention_gain=args.vision_attention_gain,
                   loss_average=args.loss_average)

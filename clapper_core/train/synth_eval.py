@@ -2,7 +2,8 @@
 
 Each video is encoded once (`VideoSession`) and all its questions are asked greedily; an answer
 is right when it equals the expected one after `normalize_answer`. `paired_difference` says how
-much of the gap between two models scored on the same file the held-out videos alone could make.
+much of the gap between two models scored on the same file the held-out videos alone could make;
+`mean_over_runs` averages several trainings of one recipe, which differ by more.
 """
 
 from __future__ import annotations
@@ -103,3 +104,13 @@ def paired_difference(a: FamilyScores, b: FamilyScores, families: tuple[str, ...
     rng = random.Random(seed)
     draws = sorted(gap(rng.choices(videos, k=len(videos))) for _ in range(resamples))
     return gap(videos), draws[int(0.025 * resamples)], draws[int(0.975 * resamples) - 1]
+
+
+def mean_over_runs(runs: list[FamilyScores]) -> dict[str, float]:
+    """Each family's accuracy, and the one-frame and time-only means, averaged over several trainings of one
+    recipe (each run weighs the same), as `FamilyScores.as_dict` gives them for one."""
+    if not runs:
+        raise ValueError("no runs to average")
+    each = [r.as_dict() for r in runs]
+    keys = [k for k in each[0] if all(k in d for d in each)]
+    return {k: sum(d[k] for d in each) / len(each) for k in keys}

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from clapper_core.train.synth_eval import FamilyScores, paired_difference
+from clapper_core.train.synth_eval import FamilyScores, mean_over_runs, paired_difference
 
 FAMILIES = ("colour", "shape")
 
@@ -63,3 +63,16 @@ def test_models_scored_on_other_questions_are_refused():
     b = _scores([("v0", "colour", True), ("v2", "colour", True)])
     with pytest.raises(ValueError, match="same questions"):
         paired_difference(a, b, FAMILIES)
+
+
+def test_mean_over_runs_weighs_each_run_the_same():
+    one = _scores([("v0", "colour", True), ("v0", "shape", False), ("v1", "colour", True), ("v1", "shape", False)])
+    two = _scores([("v0", "colour", False), ("v0", "shape", True), ("v1", "colour", True), ("v1", "shape", True),
+                   ("v2", "colour", True), ("v2", "shape", True)])
+    mean = mean_over_runs([one, two])
+    assert mean["colour"] == pytest.approx((1.0 + 2 / 3) / 2)
+    assert mean["shape"] == pytest.approx((0.0 + 1.0) / 2)
+    assert mean["one_frame"] == pytest.approx((one.one_frame + two.one_frame) / 2)
+    assert "direction" not in mean  # a family neither run was asked
+    with pytest.raises(ValueError, match="no runs"):
+        mean_over_runs([])

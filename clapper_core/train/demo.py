@@ -220,10 +220,10 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, *, several_seeds: bool
 def recipe_from_arguments(args: argparse.Namespace, *, seed: int | None = None) -> Recipe:
     """The Recipe that `add_recipe_arguments`' options ask for (the rest at its defaults); `seed` picks one of
     several."""
-    return Recipe(videos=args.videos, seed=args.seed if seed is None else seed, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
-                  all_orders=args.all_orders, all_changes=args.all_changes, end_colours=args.end_colours,
-                  caption_prompts=args.caption_prompts, vision_attention_gain=args.vision_attention_gain,
-                  loss_average=args.loss_average)
+    return Recipe(videos=args.videos, seed=args.seed if seed is None else seed, stage1_steps=args.stage1_steps,
+                  stage2_steps=args.stage2_steps, all_orders=args.all_orders, all_changes=args.all_changes,
+                  end_colours=args.end_colours, caption_prompts=args.caption_prompts,
+                  vision_attention_gain=args.vision_attention_gain, loss_average=args.loss_average)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.perceiver_from is not None and len(args.seed) > 1:
         p.error("--perceiver-from stands for one seed's perceiver; give one --seed with it")
 
-    from clapper_core.train.synth_eval import mean_over_runs, paired_difference
+    from clapper_core.train.synth_eval import mean_over_runs, order_by_objects, paired_difference
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     qa_file = _dataset(args.work / f"eval{args.eval_videos}", num_videos=args.eval_videos, seed=1000, prefix="eval",
@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         print("-" * len(head))
         for name, budget, s, _ in rows:
             print(_row(name, budget, s.as_dict(), fams))
+        splits = {name: order_by_objects(s, qa_file) for name, _, s, _ in rows}
+        print(_order_line({name: {k: right / n for k, (right, n) in split.items()} for name, split in splits.items()},
+                          {k: n for k, (_, n) in next(iter(splits.values())).items()}))
         by = {r[0]: r[2] for r in rows}
         if "keyframe only" in by and "keyframe + perceiver" in by:
             ko, tp = by["keyframe only"], by["keyframe + perceiver"]
@@ -122,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         print("-" * len(head))
         for i, (name, budget, _, _) in enumerate(first):
             print(_row(name, budget, mean_over_runs([rows[i][2] for rows in runs.values()]), fams))
+        per_run = [{name: order_by_objects(s, qa_file) for name, _, s, _ in rows} for rows in runs.values()]
+        print(_order_line({name: {k: sum(run[name][k][0] / run[name][k][1] for run in per_run) / len(per_run)
+                                  for k in per_run[0][name]} for name in per_run[0]}))
         if len(gaps) == len(runs):
             print("perceiver vs keyframe only, seed by seed: " + "; ".join(
                 f"{kind} " + ", ".join(f"{100 * g[kind][0]:+.1f}" for g in gaps.values())
@@ -160,6 +166,15 @@ def _run_seed(args: argparse.Namespace, recipe, qa_file: Path, log) -> list[tupl
         rows.append((name, budget, score_synthetic(loaded, qa_file), time.perf_counter() - t0))
         log(f"{tag} done in {time.perf_counter() - t0:.0f}s")
     return rows
+
+
+def _order_line(fractions: dict[str, dict[int, float]], counts: dict[int, int] | None = None) -> str:
+    """The order family split by how many objects its two events happen to (1 or 2), per model."""
+    head = "order, both events to one object / to two"
+    if counts:
+        head += f" ({counts.get(1, 0)} and {counts.get(2, 0)} questions)"
+    pct = lambda f: "-" if f is None else f"{100 * f:.1f}%"  # noqa: E731
+    return head + ": " + ", ".join(f"{name} {pct(f.get(1))} / {pct(f.get(2))}" for name, f in fractions.items())
 
 
 def _row(name: str, budget: int, acc: dict[str, float], fams: list[str]) -> str:

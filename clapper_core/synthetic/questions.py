@@ -139,6 +139,19 @@ def _order_qa(a: tuple[int, str], b: tuple[int, str]) -> QA:
     return QA("order", f"Which happened first, {a[1]} or {b[1]}?", first[1])
 
 
+def order_events(question: str) -> tuple[str, str] | None:
+    """The two events an order question asks about ("the square turned blue", ...), None for any other text."""
+    m = re.fullmatch(r"Which happened first, (.+) or (.+)\?", question)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def order_objects(question: str) -> int | None:
+    """How many objects an order question's two events happen to: 1 (an object that turned one colour, then
+    another) or 2 (each event names its object by shape, unique in a scene). None for any other text."""
+    events = order_events(question)
+    return None if events is None else len({e.split()[1] for e in events})
+
+
 def _order_question(scene: Scene, rng: random.Random) -> QA | None:
     """'Which happened first, A or B?' over two events at different times, worded differently."""
     pairs = _order_pairs(scene)
@@ -196,10 +209,8 @@ def answer_pool(family: str, question: str, answer: str) -> list[str]:
         return [str(n) for n in range(0, 6)]
     if family == "change":
         return ["nothing changed", "it disappeared"] + [f"it turned {c}" for c in COLOURS]
-    if family == "order":
-        m = re.fullmatch(r"Which happened first, (.+) or (.+)\?", question)
-        if m:
-            return [m.group(1), m.group(2)]
+    if family == "order" and (events := order_events(question)):
+        return list(events)
     return [answer]
 
 

@@ -14,7 +14,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clapper_core.synthetic.questions import FAMILIES, ONE_FRAME_FAMILIES, TIME_FAMILIES, normalize_answer
+from clapper_core.synthetic.questions import (
+    FAMILIES,
+    ONE_FRAME_FAMILIES,
+    TIME_FAMILIES,
+    normalize_answer,
+    order_objects,
+)
 
 
 @dataclass
@@ -58,13 +64,9 @@ def score_synthetic(loaded, qa_file: Path, *, video_root: Path | None = None, sa
 
     root = Path(video_root) if video_root is not None else Path(qa_file).parent
     sampling = sampling or SamplingConfig(segment_size=loaded.model.config.segment_size)
-    by_video: dict[str, list[dict]] = defaultdict(list)
-    for line in Path(qa_file).read_text().splitlines():
-        row = json.loads(line)
-        by_video[row["video"]].append(row)
     scores = FamilyScores()
     gen = GenerationConfig(max_new_tokens=12)
-    for n, (video, rows) in enumerate(by_video.items()):
+    for n, (video, rows) in enumerate(_questions_by_video(qa_file).items()):
         if limit is not None and n >= limit:
             break
         session = VideoSession(loaded, load_clip(root / video, sampling))
@@ -72,6 +74,30 @@ def score_synthetic(loaded, qa_file: Path, *, video_root: Path | None = None, sa
             answer = session.ask(row["question"], gen)
             scores.add(video, row["family"], normalize_answer(answer) == normalize_answer(row["answer"]))
     return scores
+
+
+def _questions_by_video(qa_file: Path) -> dict[str, list[dict]]:
+    """qa.jsonl's rows grouped by video, videos in the order they first appear: the order questions are asked in."""
+    by_video: dict[str, list[dict]] = defaultdict(list)
+    for line in Path(qa_file).read_text().splitlines():
+        row = json.loads(line)
+        by_video[row["video"]].append(row)
+    return by_video
+
+
+def order_by_objects(scores: FamilyScores, qa_file: Path) -> dict[int, tuple[int, int]]:
+    """The order family split by how many objects its two events happen to (`order_objects`): {1 or 2: (right,
+    questions)}. `scores` must come from `score_synthetic` on `qa_file`."""
+    rows = [row for rows in _questions_by_video(qa_file).values() for row in rows][: len(scores.outcomes)]
+    if [(r["video"], r["family"]) for r in rows] != [o[:2] for o in scores.outcomes]:
+        raise ValueError(f"these scores were not made on {qa_file}; score the model on it first")
+    split: dict[int, list[int]] = {}
+    for row, (_, family, right) in zip(rows, scores.outcomes):
+        if family == "order" and (objects := order_objects(row["question"])) is not None:
+            counts = split.setdefault(objects, [0, 0])
+            counts[0] += right
+            counts[1] += 1
+    return {k: (c[0], c[1]) for k, c in sorted(split.items())}
 
 
 def paired_difference(a: FamilyScores, b: FamilyScores, families: tuple[str, ...], *, resamples: int = 2000,

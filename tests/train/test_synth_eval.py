@@ -1,10 +1,12 @@
 """Family scores and the paired comparison that bench/temporal.py prints."""
 
+import json
 import random
 
 import pytest
 
-from clapper_core.train.synth_eval import FamilyScores, mean_over_runs, paired_difference
+from clapper_core.synthetic.questions import order_objects
+from clapper_core.train.synth_eval import FamilyScores, mean_over_runs, order_by_objects, paired_difference
 
 FAMILIES = ("colour", "shape")
 
@@ -76,3 +78,25 @@ def test_mean_over_runs_weighs_each_run_the_same():
     assert "direction" not in mean  # a family neither run was asked
     with pytest.raises(ValueError, match="no runs"):
         mean_over_runs([])
+
+
+ONE = "Which happened first, the square turned blue or the square turned red?"
+TWO = "Which happened first, the circle appeared or the square disappeared?"
+
+
+def test_order_objects_counts_the_objects_an_order_question_names():
+    assert order_objects(ONE) == 1
+    assert order_objects(TWO) == 2
+    assert order_objects("What colour is the square?") is None
+
+
+def test_order_by_objects_splits_the_order_family_as_the_questions_were_asked(tmp_path):
+    rows = [("v0", "order", ONE), ("v1", "colour", "What colour is the circle?"), ("v1", "order", TWO),
+            ("v0", "order", TWO)]  # v0's second question comes last in the file, but is asked with v0's first
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"video": v, "family": f, "question": q, "answer": "x"}) + "\n"
+                          for v, f, q in rows))
+    asked = _scores([("v0", "order", True), ("v0", "order", False), ("v1", "colour", True), ("v1", "order", True)])
+    assert order_by_objects(asked, qa) == {1: (1, 1), 2: (1, 2)}
+    with pytest.raises(ValueError, match="not made on"):
+        order_by_objects(_scores([("v1", "order", True)]), qa)

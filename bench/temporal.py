@@ -21,7 +21,9 @@ families (direction, order, change, times) need the other frames of the segment.
 
 Two trainings of one recipe differ by more than the held-out set's noise (the paired interval
 printed under each table): claims about a recipe rest on several seeds. Each seed trains in its own
-folder under --work (seed0, seed1, ...); the held-out videos are the same for all.
+folder under --work (seed0, seed1, ...); the held-out videos are the same for all. Each variant's
+answers are kept beside it (answers-eval600.json, keyed by its model file and the question file), so
+printing a table again with --reuse asks nothing again.
 """
 
 from __future__ import annotations
@@ -140,8 +142,8 @@ def _run_seed(args: argparse.Namespace, recipe, qa_file: Path, log) -> list[tupl
     """Train (or, with --reuse, find) and score each variant of one seed: (name, tokens per segment,
     FamilyScores, seconds) per variant."""
     from clapper_core.model import LoadConfig, load_model
-    from clapper_core.model.configuration_clapper import segment_token_count
-    from clapper_core.train.synth_eval import score_synthetic
+    from clapper_core.model.configuration_clapper import ClapperConfig, segment_token_count
+    from clapper_core.train.synth_eval import load_scores, save_scores, score_synthetic
 
     root = args.work / f"seed{recipe.seed}"
     train_file = _dataset(root / "train", num_videos=recipe.videos, seed=recipe.seed, **recipe_data(recipe))
@@ -161,9 +163,22 @@ def _run_seed(args: argparse.Namespace, recipe, qa_file: Path, log) -> list[tupl
                                                                        for k, v in VARIANTS[name].items()})
             log(f"{tag} training ({recipe.stage1_steps} + {recipe.stage2_steps} steps)")
             final = train_recipe(base, train_file, work, recipe=recipe)
-        loaded = load_model(LoadConfig(model=str(final), device="cpu"))
-        budget = segment_token_count(loaded.model.config, loaded.model.config.segment_size)
-        rows.append((name, budget, score_synthetic(loaded, qa_file), time.perf_counter() - t0))
+        config = ClapperConfig.from_pretrained(final)
+        budget = segment_token_count(config, config.segment_size)
+        # Answers are kept beside the variant, keyed by the model file and the question file: printing the
+        # table again (--reuse) does not ask the same questions again.
+        weights = Path(final) / "model.safetensors"
+        key = {"model": str(weights.resolve()), "model_mtime_ns": weights.stat().st_mtime_ns,
+               "qa": str(qa_file.resolve()), "qa_mtime_ns": qa_file.stat().st_mtime_ns}
+        answers = work / f"answers-{qa_file.parent.name}.json"
+        scores = load_scores(answers, key)
+        if scores is None:
+            scores = score_synthetic(load_model(LoadConfig(model=str(final), device="cpu")), qa_file)
+            work.mkdir(parents=True, exist_ok=True)
+            save_scores(scores, answers, key)
+        else:
+            log(f"{tag} answers from {answers}")
+        rows.append((name, budget, scores, time.perf_counter() - t0))
         log(f"{tag} done in {time.perf_counter() - t0:.0f}s")
     return rows
 

@@ -76,6 +76,26 @@ def score_synthetic(loaded, qa_file: Path, *, video_root: Path | None = None, sa
     return scores
 
 
+def save_scores(scores: FamilyScores, path: Path, key: dict) -> None:
+    """Write each question's outcome to `path` (JSON), with `key`: what they were scored from."""
+    path.write_text(json.dumps({"key": key, "outcomes": scores.outcomes}))
+
+
+def load_scores(path: Path, key: dict) -> FamilyScores | None:
+    """The scores `save_scores` wrote to `path` under the same `key`; None when there are none, or they were
+    scored from something else (another model file, another question file)."""
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("key") != key:
+        return None
+    scores = FamilyScores()
+    for video, family, right in saved["outcomes"]:
+        scores.add(video, family, bool(right))
+    return scores
+
+
 def _questions_by_video(qa_file: Path) -> dict[str, list[dict]]:
     """qa.jsonl's rows grouped by video, videos in the order they first appear: the order questions are asked in."""
     by_video: dict[str, list[dict]] = defaultdict(list)

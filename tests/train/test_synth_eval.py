@@ -6,7 +6,14 @@ import random
 import pytest
 
 from clapper_core.synthetic.questions import order_objects
-from clapper_core.train.synth_eval import FamilyScores, mean_over_runs, order_by_objects, paired_difference
+from clapper_core.train.synth_eval import (
+    FamilyScores,
+    load_scores,
+    mean_over_runs,
+    order_by_objects,
+    paired_difference,
+    save_scores,
+)
 
 FAMILIES = ("colour", "shape")
 
@@ -100,3 +107,16 @@ def test_order_by_objects_splits_the_order_family_as_the_questions_were_asked(tm
     assert order_by_objects(asked, qa) == {1: (1, 1), 2: (1, 2)}
     with pytest.raises(ValueError, match="not made on"):
         order_by_objects(_scores([("v1", "order", True)]), qa)
+
+
+def test_saved_scores_come_back_only_under_the_same_key(tmp_path):
+    scores = _scores([("v0", "colour", True), ("v0", "order", False), ("v1", "colour", False)])
+    key = {"model": "/m", "model_mtime_ns": 1, "qa": "/q", "qa_mtime_ns": 10}
+    save_scores(scores, tmp_path / "answers.json", key)
+    back = load_scores(tmp_path / "answers.json", key)
+    assert back.outcomes == scores.outcomes
+    assert back.accuracy("colour") == 0.5
+    assert load_scores(tmp_path / "answers.json", {**key, "model_mtime_ns": 2}) is None  # retrained since
+    assert load_scores(tmp_path / "missing.json", key) is None
+    (tmp_path / "broken.json").write_text("{")
+    assert load_scores(tmp_path / "broken.json", key) is None

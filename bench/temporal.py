@@ -76,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=list(VARIANTS), action="append", help="run only these variants")
     p.add_argument("--reuse", action="store_true",
                    help="score a variant already trained under --work instead of training it again "
-                        "(to run the variants as parallel processes, then print one table)")
+                        "(to run the variants as parallel processes, then print one table), and continue "
+                        "one that was stopped part way from its last checkpoint")
+    p.add_argument("--save-every", type=int, default=500, metavar="N",
+                   help="checkpoint every N steps (0: none), so that a stopped training can go on with --reuse")
     p.add_argument("--perceiver-from", type=Path, metavar="DIR",
                    help="score this model as the perceiver variant instead of training one: the demo "
                         "recipe's output (python -m clapper_core.train.demo --work runs/demo gives "
@@ -161,8 +164,10 @@ def _run_seed(args: argparse.Namespace, recipe, qa_file: Path, log) -> list[tupl
         else:
             base = build_recipe_model(work / "base", recipe=recipe, **{k: dict(v) if isinstance(v, dict) else v
                                                                        for k, v in VARIANTS[name].items()})
-            log(f"{tag} training ({recipe.stage1_steps} + {recipe.stage2_steps} steps)")
-            final = train_recipe(base, train_file, work, recipe=recipe)
+            log(f"{tag} training ({recipe.stage1_steps} + {recipe.stage2_steps} steps"
+                + (", each from its last checkpoint where there is one)" if args.reuse else ")"))
+            final = train_recipe(base, train_file, work, recipe=recipe, save_every=args.save_every,
+                                 resume=args.reuse, on_notice=lambda msg: log(f"{tag} {msg}"))
         config = ClapperConfig.from_pretrained(final)
         budget = segment_token_count(config, config.segment_size)
         # Answers are kept beside the variant, keyed by the model file and the question file: printing the

@@ -153,13 +153,18 @@ def standardize_vision_features(model_dir: Path, *, seed: int = 0, scenes: int =
 
 
 def train_recipe(
-    base: Path, data: Path, work: Path, *, recipe: Recipe = Recipe(), on_step=None, on_notice=None
+    base: Path, data: Path, work: Path, *, recipe: Recipe = Recipe(), on_step=None, on_notice=None,
+    save_every: int = 0, resume: bool = False,
 ) -> Path:
-    """Stage 1 then stage 2 from the random model at `base`; returns the stage 2 output folder."""
+    """Stage 1 then stage 2 from the random model at `base`; returns the stage 2 output folder.
+
+    `save_every` and `resume` are the trainer's: with checkpoints every `save_every` steps, a run stopped part
+    way continues from its last one when started again with `resume` (a stage without one starts over).
+    """
     from clapper_core.train.trainer import TrainConfig, train
 
-    common = dict(data=data, batch_size=recipe.batch_size, seed=recipe.seed, warmup=0.05, save_every=0,
-                  cache_dir=work / "clip_cache", loss_average=recipe.loss_average)
+    common = dict(data=data, batch_size=recipe.batch_size, seed=recipe.seed, warmup=0.05, save_every=save_every,
+                  resume=resume, cache_dir=work / "clip_cache", loss_average=recipe.loss_average)
     s1 = TrainConfig(model=str(base), output=work / "stage1", stage=1, steps=recipe.stage1_steps,
                      lr=recipe.stage1_lr, **common)
     train(s1, on_step=on_step, on_notice=on_notice)

@@ -152,3 +152,17 @@ def test_recipe_arguments_set_the_vision_attention_gain_loss_average_and_seed():
     assert demo.recipe_from_arguments(parser.parse_args(["--loss-average", "sample"])).loss_average == "sample"
     assert demo.recipe_from_arguments(parser.parse_args([])).seed == 0
     assert demo.recipe_from_arguments(parser.parse_args(["--seed", "2"])).seed == 2
+
+
+def test_train_recipe_hands_checkpointing_and_resume_to_both_stages(monkeypatch, tmp_path):
+    from clapper_core.train import demo, trainer
+
+    seen = []
+    monkeypatch.setattr(trainer, "train", lambda cfg, **_: seen.append(cfg))
+    out = demo.train_recipe(tmp_path / "base", tmp_path / "train.jsonl", tmp_path, save_every=500, resume=True)
+    assert out == tmp_path / "stage2"
+    assert [(c.stage, c.save_every, c.resume) for c in seen] == [(1, 500, True), (2, 500, True)]
+    assert seen[1].model == str(tmp_path / "stage1")
+    seen.clear()
+    demo.train_recipe(tmp_path / "base", tmp_path / "train.jsonl", tmp_path)  # the demo command's default
+    assert [(c.save_every, c.resume) for c in seen] == [(0, False), (0, False)]

@@ -23,7 +23,8 @@ Two trainings of one recipe differ by more than the held-out set's noise (the pa
 printed under each table): claims about a recipe rest on several seeds. Each seed trains in its own
 folder under --work (seed0, seed1, ...); the held-out videos are the same for all. Each variant's
 answers are kept beside it (answers-eval600.json, keyed by its model file and the question file), so
-printing a table again with --reuse asks nothing again.
+printing a table again with --reuse asks nothing again. A training stopped part way (trainings
+checkpoint every --save-every steps) goes on from its last checkpoint with --reuse.
 """
 
 from __future__ import annotations

@@ -90,56 +90,71 @@ def main(argv: list[str] | None = None) -> int:
     if args.perceiver_from is not None and len(args.seed) > 1:
         p.error("--perceiver-from stands for one seed's perceiver; give one --seed with it")
 
-    from clapper_core.train.synth_eval import mean_over_runs, order_by_objects, paired_difference
-
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     qa_file = _dataset(args.work / f"eval{args.eval_videos}", num_videos=args.eval_videos, seed=1000, prefix="eval",
                        qa=True)  # a folder per size: runs scoring on other sizes never rewrite each other's videos
     runs = {seed: _run_seed(args, recipe_from_arguments(args, seed=seed), qa_file, log) for seed in args.seed}
     first = next(iter(runs.values()))
     fams = [f for f in FAMILIES if any(s.total[f] for _, _, s, _ in first)]
-    head = f"{'model':<22}{'tok/seg':>8}" + "".join(f"{f:>10}" for f in fams) + f"{'1-frame':>9}{'time':>8}"
     print(f"held-out: {args.eval_videos} videos, "
           + ", ".join(f"{f} {first[0][2].total[f]}" for f in fams) + " questions")
     print(f"one-frame families: {', '.join(ONE_FRAME_FAMILIES)}; time-only families: {', '.join(TIME_FAMILIES)}")
-    gaps = {}
+    summaries = {}
     for seed, rows in runs.items():
         if len(runs) > 1:
             print(f"\nseed {seed}")
-        print(head)
-        print("-" * len(head))
-        for name, budget, s, _ in rows:
-            print(_row(name, budget, s.as_dict(), fams))
-        splits = {name: order_by_objects(s, qa_file) for name, _, s, _ in rows}
-        print(_order_line({name: {k: right / n for k, (right, n) in split.items()} for name, split in splits.items()},
-                          {k: n for k, (_, n) in next(iter(splits.values())).items()}))
-        by = {r[0]: r[2] for r in rows}
-        if "keyframe only" in by and "keyframe + perceiver" in by:
-            ko, tp = by["keyframe only"], by["keyframe + perceiver"]
-            gaps[seed] = {kind: paired_difference(ko, tp, families) for kind, families in
-                          (("time-only", TIME_FAMILIES), ("one-frame", ONE_FRAME_FAMILIES))}
-            print("perceiver vs keyframe only: " + ", ".join(
-                f"{kind} {100 * d:+.1f} points ({100 * lo:+.1f} to {100 * hi:+.1f})"
-                for kind, (d, lo, hi) in gaps[seed].items()))
-            print("(in brackets: 95% of 2,000 resamples of the held-out videos; the held-out set's share of the "
-                  "noise, not the training run's)")
-        print("time per model (training when it ran, and scoring): "
-              + ", ".join(f"{r[0]} {r[3]:.0f}s" for r in rows))
+        summaries[seed] = _print_seed(rows, fams, qa_file)
     if len(runs) > 1:
         print(f"\nmean of {len(runs)} seeds ({', '.join(map(str, runs))})")
-        print(head)
-        print("-" * len(head))
-        for i, (name, budget, _, _) in enumerate(first):
-            print(_row(name, budget, mean_over_runs([rows[i][2] for rows in runs.values()]), fams))
-        per_run = [{name: order_by_objects(s, qa_file) for name, _, s, _ in rows} for rows in runs.values()]
-        print(_order_line({name: {k: sum(run[name][k][0] / run[name][k][1] for run in per_run) / len(per_run)
-                                  for k in per_run[0][name]} for name in per_run[0]}))
-        if len(gaps) == len(runs):
-            print("perceiver vs keyframe only, seed by seed: " + "; ".join(
-                f"{kind} " + ", ".join(f"{100 * g[kind][0]:+.1f}" for g in gaps.values())
-                + f" (mean {100 * sum(g[kind][0] for g in gaps.values()) / len(gaps):+.1f})"
-                for kind in ("time-only", "one-frame")))
+        _print_mean(list(runs.values()), list(summaries.values()), fams)
     return 0
+
+
+def _header(fams: list[str]) -> str:
+    head = f"{'model':<22}{'tok/seg':>8}" + "".join(f"{f:>10}" for f in fams) + f"{'1-frame':>9}{'time':>8}"
+    return head + "\n" + "-" * len(head)
+
+
+def _print_seed(rows: list[tuple], fams: list[str], qa_file: Path) -> tuple[dict, dict | None]:
+    """One seed's table, its order split and the perceiver's paired gaps to keyframe only; returns the split
+    ({model: {1 or 2 objects: fraction right}}) and the gaps ({kind: (gap, low, high)}, None without both models)."""
+    from clapper_core.train.synth_eval import order_by_objects, paired_difference
+
+    print(_header(fams))
+    for name, budget, s, _ in rows:
+        print(_row(name, budget, s.as_dict(), fams))
+    splits = {name: order_by_objects(s, qa_file) for name, _, s, _ in rows}
+    order = {name: {k: right / n for k, (right, n) in split.items()} for name, split in splits.items()}
+    print(_order_line(order, {k: n for k, (_, n) in next(iter(splits.values())).items()}))
+    by = {r[0]: r[2] for r in rows}
+    gaps = None
+    if "keyframe only" in by and "keyframe + perceiver" in by:
+        ko, tp = by["keyframe only"], by["keyframe + perceiver"]
+        gaps = {kind: paired_difference(ko, tp, families) for kind, families in
+                (("time-only", TIME_FAMILIES), ("one-frame", ONE_FRAME_FAMILIES))}
+        print("perceiver vs keyframe only: " + ", ".join(
+            f"{kind} {100 * d:+.1f} points ({100 * lo:+.1f} to {100 * hi:+.1f})" for kind, (d, lo, hi) in gaps.items()))
+        print("(in brackets: 95% of 2,000 resamples of the held-out videos; the held-out set's share of the "
+              "noise, not the training run's)")
+    print("time per model (training when it ran, and scoring): " + ", ".join(f"{r[0]} {r[3]:.0f}s" for r in rows))
+    return order, gaps
+
+
+def _print_mean(runs: list[list[tuple]], summaries: list[tuple[dict, dict | None]], fams: list[str]) -> None:
+    """The mean of several seeds' tables and order splits, and the perceiver's gap seed by seed."""
+    from clapper_core.train.synth_eval import mean_over_runs
+
+    print(_header(fams))
+    for i, (name, budget, _, _) in enumerate(runs[0]):
+        print(_row(name, budget, mean_over_runs([rows[i][2] for rows in runs]), fams))
+    orders = [order for order, _ in summaries]
+    print(_order_line({name: {k: sum(o[name][k] for o in orders) / len(orders) for k in split}
+                       for name, split in orders[0].items()}))
+    gaps = [g for _, g in summaries]
+    if all(g is not None for g in gaps):
+        print("perceiver vs keyframe only, seed by seed: " + "; ".join(
+            f"{kind} " + ", ".join(f"{100 * g[kind][0]:+.1f}" for g in gaps)
+            + f" (mean {100 * sum(g[kind][0] for g in gaps) / len(gaps):+.1f})" for kind in ("time-only", "one-frame")))
 
 
 def _run_seed(args: argparse.Namespace, recipe, qa_file: Path, log) -> list[tuple]:

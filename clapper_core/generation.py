@@ -168,6 +168,31 @@ class VideoSession:
         """The whole answer at once: the streamed pieces joined."""
         return "".join(self.stream(question, gen))
 
+    def option_logprobs(self, question: str, options: list[str]) -> list[float]:
+        """The log-probability of each option as the whole answer to `question`: its tokens, then the end of the
+        turn, as training writes an answer. For a question with a few possible answers, the model's choice
+        without generating: the likeliest option, even where a free answer would mix two of them."""
+        import torch
+
+        from clapper_core.model.tokenizer import IM_END
+
+        tok = self.processor.tokenizer
+        end = tok.encode(IM_END, add_special_tokens=False)
+        q_ids = self.processor.question_ids(question)
+        out = []
+        with torch.inference_mode():
+            if self._cache is None:
+                self._forward(list(self.video.prefix_ids), with_video=True)
+            for option in options:
+                self._rewind_to_prefix()
+                logits = self._forward(q_ids, with_video=False)  # (V,): the first answer token's
+                total = 0.0
+                for t in tok.encode(option, add_special_tokens=False) + end:
+                    total += float(torch.log_softmax(logits.float(), -1)[t])
+                    logits = self._forward([t], with_video=False)
+                out.append(total)
+        return out
+
 
 def _sync(device) -> None:
     import torch

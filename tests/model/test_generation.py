@@ -78,3 +78,25 @@ def test_a_decoded_clip_goes_straight_in(tiny_loaded, tiny_video):
     sizes = [s.stop - s.start for s in clip.segments]
     assert session.num_visual_tokens == visual_token_count(tiny_loaded.config, sizes)
     assert isinstance(session.ask("what happens?", GREEDY), str)
+
+
+def test_option_logprobs_equal_one_full_forward_of_question_and_answer(session, tiny_loaded, tiny_frames):
+    from clapper_core.model.tokenizer import IM_END
+
+    session.ask("what happens?", GREEDY)  # a used cache: each option starts again from the video
+    options = ["red square", "blue"]
+    got = session.option_logprobs("which color?", options)
+    frames, ts = tiny_frames
+    tok = tiny_loaded.processor.tokenizer
+    for option, lp in zip(options, got):
+        inputs = tiny_loaded.processor(frames=frames, timestamps=ts, question="which color?")
+        answer = tok.encode(option, add_special_tokens=False) + tok.encode(IM_END, add_special_tokens=False)
+        n = inputs["input_ids"].shape[1]
+        inputs["input_ids"] = torch.cat([inputs["input_ids"], torch.tensor([answer])], 1)
+        if "attention_mask" in inputs:
+            inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        with torch.no_grad():
+            logits = tiny_loaded.model(**inputs).logits[0].float()  # (L, V)
+        expected = sum(torch.log_softmax(logits[n - 1 + i], -1)[t].item() for i, t in enumerate(answer))
+        assert lp == pytest.approx(expected, abs=1e-4)
+    assert got == session.option_logprobs("which color?", options)  # and again the same

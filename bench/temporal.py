@@ -19,11 +19,14 @@ families (direction, order, change, times) need the other frames of the segment.
     python bench/temporal.py --stage2-steps 1500 --videos 2000 --eval-videos 150   # other sizes
     python bench/temporal.py --seed 0 1 2         # three runs of the recipe: each seed's table, then their mean
 
-Two trainings of one recipe differ by more than the held-out set's noise (the paired interval
-printed under each table): claims about a recipe rest on several seeds. Each seed trains in its own
-folder under --work (seed0, seed1, ...); the held-out videos are the same for all. Each variant's
-answers are kept beside it (answers-eval600.json, keyed by its model file and the question file), so
-printing a table again with --reuse asks nothing again. A training stopped part way (trainings
+Under each table the order family is split by whether its two events happen to one object or to
+two, as answered, then as chosen (the likelier of the question's two options,
+`VideoSession.option_logprobs`): what a model knows apart from what it writes. Two trainings of one
+recipe differ by more than the held-out set's noise (the paired interval printed under each table):
+claims about a recipe rest on several seeds. Each seed trains in its own folder under --work (seed0,
+seed1, ...); the held-out videos are the same for all. Each variant's answers are kept beside it
+(answers-eval600.json, keyed by its model file and the question file), so printing a table again
+with --reuse asks nothing again. A training stopped part way (trainings
 checkpoint every --save-every steps) goes on from its last checkpoint with --reuse.
 """
 
@@ -116,8 +119,9 @@ def _header(fams: list[str]) -> str:
 
 
 def _print_seed(rows: list[tuple], fams: list[str], qa_file: Path) -> tuple[dict, dict | None]:
-    """One seed's table, its order split and the perceiver's paired gaps to keyframe only; returns the split
-    ({model: {1 or 2 objects: fraction right}}) and the gaps ({kind: (gap, low, high)}, None without both models)."""
+    """One seed's table, its order split (free answers, then the likelier option) and the perceiver's paired gaps
+    to keyframe only; returns both splits ({model: {1 or 2 objects: fraction right}}) and the gaps ({kind: (gap,
+    low, high)}, None without both models)."""
     from clapper_core.train.synth_eval import order_by_objects, paired_difference
 
     print(_header(fams))
@@ -126,6 +130,9 @@ def _print_seed(rows: list[tuple], fams: list[str], qa_file: Path) -> tuple[dict
     splits = {name: order_by_objects(s, qa_file) for name, _, s, _ in rows}
     order = {name: {k: right / n for k, (right, n) in split.items()} for name, split in splits.items()}
     print(_order_line(order, {k: n for k, (_, n) in next(iter(splits.values())).items()}))
+    chosen = {name: {k: right / n for k, (right, n) in order_by_objects(s, qa_file, chosen=True).items()}
+              for name, _, s, _ in rows}
+    print(_order_line(chosen, head=CHOSEN_HEAD))
     by = {r[0]: r[2] for r in rows}
     gaps = None
     if "keyframe only" in by and "keyframe + perceiver" in by:
@@ -137,7 +144,7 @@ def _print_seed(rows: list[tuple], fams: list[str], qa_file: Path) -> tuple[dict
         print("(in brackets: 95% of 2,000 resamples of the held-out videos; the held-out set's share of the "
               "noise, not the training run's)")
     print("time per model (training when it ran, and scoring): " + ", ".join(f"{r[0]} {r[3]:.0f}s" for r in rows))
-    return order, gaps
+    return (order, chosen), gaps
 
 
 def _print_mean(runs: list[list[tuple]], summaries: list[tuple[dict, dict | None]], fams: list[str]) -> None:
@@ -147,9 +154,10 @@ def _print_mean(runs: list[list[tuple]], summaries: list[tuple[dict, dict | None
     print(_header(fams))
     for i, (name, budget, _, _) in enumerate(runs[0]):
         print(_row(name, budget, mean_over_runs([rows[i][2] for rows in runs]), fams))
-    orders = [order for order, _ in summaries]
-    print(_order_line({name: {k: sum(o[name][k] for o in orders) / len(orders) for k in split}
-                       for name, split in orders[0].items()}))
+    for which, head in ((0, ORDER_HEAD), (1, CHOSEN_HEAD)):
+        orders = [splits[which] for splits, _ in summaries]
+        print(_order_line({name: {k: sum(o[name][k] for o in orders) / len(orders) for k in split}
+                           for name, split in orders[0].items()}, head=head))
     gaps = [g for _, g in summaries]
     if all(g is not None for g in gaps):
         print("perceiver vs keyframe only, seed by seed: " + "; ".join(
@@ -190,11 +198,11 @@ def _run_seed(args: argparse.Namespace, recipe, qa_file: Path, log) -> list[tupl
         # table again (--reuse) does not ask the same questions again.
         weights = Path(final) / "model.safetensors"
         key = {"model": str(weights.resolve()), "model_mtime_ns": weights.stat().st_mtime_ns,
-               "qa": str(qa_file.resolve()), "qa_mtime_ns": qa_file.stat().st_mtime_ns}
+               "qa": str(qa_file.resolve()), "qa_mtime_ns": qa_file.stat().st_mtime_ns, "chosen": True}
         answers = work / f"answers-{qa_file.parent.name}.json"
         scores = load_scores(answers, key)
         if scores is None:
-            scores = score_synthetic(load_model(LoadConfig(model=str(final), device="cpu")), qa_file)
+            scores = score_synthetic(load_model(LoadConfig(model=str(final), device="cpu")), qa_file, choose=True)
             work.mkdir(parents=True, exist_ok=True)
             save_scores(scores, answers, key)
         else:
@@ -204,9 +212,13 @@ def _run_seed(args: argparse.Namespace, recipe, qa_file: Path, log) -> list[tupl
     return rows
 
 
-def _order_line(fractions: dict[str, dict[int, float]], counts: dict[int, int] | None = None) -> str:
+ORDER_HEAD = "order, both events to one object / to two"
+CHOSEN_HEAD = "the same, choosing the likelier of the two options"
+
+
+def _order_line(fractions: dict[str, dict[int, float]], counts: dict[int, int] | None = None,
+                head: str = ORDER_HEAD) -> str:
     """The order family split by how many objects its two events happen to (1 or 2), per model."""
-    head = "order, both events to one object / to two"
     if counts:
         head += f" ({counts.get(1, 0)} and {counts.get(2, 0)} questions)"
     pct = lambda f: "-" if f is None else f"{100 * f:.1f}%"  # noqa: E731

@@ -1,7 +1,9 @@
 """Accuracy of a model on a synthetic question file (qa.jsonl), per question family.
 
 Each video is encoded once (`VideoSession`) and all its questions are asked greedily; an answer
-is right when it equals the expected one after `normalize_answer`. `paired_difference` says how
+is right when it equals the expected one after `normalize_answer`. With `choose`, a question that names
+its options (which event came first) is also answered by choosing: the option the model finds likelier
+(`VideoSession.option_logprobs`), which tells knowing the answer from writing it. `paired_difference` says how
 much of the gap between two models scored on the same file the held-out videos alone could make;
 `mean_over_runs` averages several trainings of one recipe, which differ by more.
 """
@@ -19,6 +21,7 @@ from clapper_core.synthetic.questions import (
     ONE_FRAME_FAMILIES,
     TIME_FAMILIES,
     normalize_answer,
+    order_events,
     order_objects,
 )
 
@@ -28,6 +31,7 @@ class FamilyScores:
     correct: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     total: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     outcomes: list[tuple[str, str, bool]] = field(default_factory=list)  # (video, family, right), in file order
+    chosen: dict[int, bool] = field(default_factory=dict)  # outcome index: the likelier option was right
 
     def add(self, video: str, family: str, right: bool) -> None:
         self.total[family] += 1
@@ -57,8 +61,9 @@ class FamilyScores:
 
 
 def score_synthetic(loaded, qa_file: Path, *, video_root: Path | None = None, sampling=None,
-                    limit: int | None = None) -> FamilyScores:
-    """Ask every question of `qa_file` (the first `limit` videos) and count exact answers per family."""
+                    limit: int | None = None, choose: bool = False) -> FamilyScores:
+    """Ask every question of `qa_file` (the first `limit` videos) and count exact answers per family; with
+    `choose`, also whether the likelier of an order question's two options is the right one (`chosen`)."""
     from clapper_core.generation import GenerationConfig, VideoSession
     from clapper_core.video import SamplingConfig, load_clip
 
@@ -73,12 +78,17 @@ def score_synthetic(loaded, qa_file: Path, *, video_root: Path | None = None, sa
         for row in rows:
             answer = session.ask(row["question"], gen)
             scores.add(video, row["family"], normalize_answer(answer) == normalize_answer(row["answer"]))
+            if choose and (options := order_events(row["question"])) is not None:
+                logprobs = session.option_logprobs(row["question"], list(options))
+                likelier = options[logprobs.index(max(logprobs))]
+                scores.chosen[len(scores.outcomes) - 1] = normalize_answer(likelier) == normalize_answer(row["answer"])
     return scores
 
 
 def save_scores(scores: FamilyScores, path: Path, key: dict) -> None:
-    """Write each question's outcome to `path` (JSON), with `key`: what they were scored from."""
-    path.write_text(json.dumps({"key": key, "outcomes": scores.outcomes}))
+    """Write each question's outcome (and choice, where one was made) to `path` (JSON), with `key`: what they
+    were scored from."""
+    path.write_text(json.dumps({"key": key, "outcomes": scores.outcomes, "chosen": sorted(scores.chosen.items())}))
 
 
 def load_scores(path: Path, key: dict) -> FamilyScores | None:
@@ -93,6 +103,7 @@ def load_scores(path: Path, key: dict) -> FamilyScores | None:
     scores = FamilyScores()
     for video, family, right in saved["outcomes"]:
         scores.add(video, family, bool(right))
+    scores.chosen = {int(i): bool(right) for i, right in saved.get("chosen", [])}
     return scores
 
 
@@ -105,14 +116,19 @@ def _questions_by_video(qa_file: Path) -> dict[str, list[dict]]:
     return by_video
 
 
-def order_by_objects(scores: FamilyScores, qa_file: Path) -> dict[int, tuple[int, int]]:
+def order_by_objects(scores: FamilyScores, qa_file: Path, *, chosen: bool = False) -> dict[int, tuple[int, int]]:
     """The order family split by how many objects its two events happen to (`order_objects`): {1 or 2: (right,
-    questions)}. `scores` must come from `score_synthetic` on `qa_file`."""
+    questions)}, the free answers', or with `chosen` the likelier options' (questions without a choice left out).
+    `scores` must come from `score_synthetic` on `qa_file`."""
     rows = [row for rows in _questions_by_video(qa_file).values() for row in rows][: len(scores.outcomes)]
     if [(r["video"], r["family"]) for r in rows] != [o[:2] for o in scores.outcomes]:
         raise ValueError(f"these scores were not made on {qa_file}; score the model on it first")
     split: dict[int, list[int]] = {}
-    for row, (_, family, right) in zip(rows, scores.outcomes):
+    for i, (row, (_, family, right)) in enumerate(zip(rows, scores.outcomes)):
+        if chosen:
+            if i not in scores.chosen:
+                continue
+            right = scores.chosen[i]
         if family == "order" and (objects := order_objects(row["question"])) is not None:
             counts = split.setdefault(objects, [0, 0])
             counts[0] += right

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from clapper_core.synthetic.questions import order_objects
+from clapper_core.synthetic.questions import normalize_answer, order_events, order_objects
 from clapper_core.train.synth_eval import (
     FamilyScores,
     load_scores,
@@ -13,6 +13,7 @@ from clapper_core.train.synth_eval import (
     order_by_objects,
     paired_difference,
     save_scores,
+    score_synthetic,
 )
 
 FAMILIES = ("colour", "shape")
@@ -109,12 +110,49 @@ def test_order_by_objects_splits_the_order_family_as_the_questions_were_asked(tm
         order_by_objects(_scores([("v1", "order", True)]), qa)
 
 
+def test_order_by_objects_counts_the_likelier_options_with_chosen(tmp_path):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"video": "v0", "family": f, "question": q, "answer": "x"}) + "\n"
+                          for f, q in (("order", ONE), ("colour", "What colour is the circle?"), ("order", TWO),
+                                       ("order", TWO))))
+    asked = _scores([("v0", "order", False), ("v0", "colour", True), ("v0", "order", False), ("v0", "order", True)])
+    asked.chosen = {0: True, 2: True}  # the last order question was not chosen on: left out
+    assert order_by_objects(asked, qa, chosen=True) == {1: (1, 1), 2: (1, 1)}
+    assert order_by_objects(asked, qa) == {1: (0, 1), 2: (1, 2)}
+
+
+def test_score_synthetic_chooses_on_exactly_the_order_questions(tiny_loaded, tmp_path):
+    """With `choose`, each order question also gets the likelier of its two options (as `option_logprobs`
+    ranks them on a fresh session), recorded at that question's place; other questions get no choice."""
+    from clapper_core.generation import VideoSession
+    from clapper_core.synthetic import generate_dataset
+    from clapper_core.video import SamplingConfig, load_clip
+
+    generate_dataset(tmp_path, num_videos=3, seed=5, prefix="eval", all_orders=True)
+    qa = tmp_path / "qa.jsonl"
+    rows = [json.loads(line) for line in qa.read_text().splitlines()]
+    scores = score_synthetic(tiny_loaded, qa, choose=True)
+    order_rows = [i for i, (_, family, _) in enumerate(scores.outcomes) if family == "order"]
+    assert order_rows and sorted(scores.chosen) == order_rows
+    asked = [row for video in dict.fromkeys(r["video"] for r in rows) for row in rows if row["video"] == video]
+    sampling = SamplingConfig(segment_size=tiny_loaded.model.config.segment_size)
+    for i in order_rows:
+        row = asked[i]
+        options = list(order_events(row["question"]))
+        logprobs = VideoSession(tiny_loaded, load_clip(tmp_path / row["video"], sampling)).option_logprobs(
+            row["question"], options)
+        likelier = options[logprobs.index(max(logprobs))]
+        assert scores.chosen[i] == (normalize_answer(likelier) == normalize_answer(row["answer"]))
+    assert score_synthetic(tiny_loaded, qa).chosen == {}  # without `choose`, nothing is chosen
+
+
 def test_saved_scores_come_back_only_under_the_same_key(tmp_path):
     scores = _scores([("v0", "colour", True), ("v0", "order", False), ("v1", "colour", False)])
+    scores.chosen = {1: True}
     key = {"model": "/m", "model_mtime_ns": 1, "qa": "/q", "qa_mtime_ns": 10}
     save_scores(scores, tmp_path / "answers.json", key)
     back = load_scores(tmp_path / "answers.json", key)
-    assert back.outcomes == scores.outcomes
+    assert back.outcomes == scores.outcomes and back.chosen == {1: True}
     assert back.accuracy("colour") == 0.5
     assert load_scores(tmp_path / "answers.json", {**key, "model_mtime_ns": 2}) is None  # retrained since
     assert load_scores(tmp_path / "missing.json", key) is None

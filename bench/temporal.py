@@ -18,6 +18,7 @@ families (direction, order, change, times) need the other frames of the segment.
     python bench/temporal.py --reuse --perceiver-from runs/demo/stage2   # the same, as parallel processes
     python bench/temporal.py --stage2-steps 1500 --videos 2000 --eval-videos 150   # other sizes
     python bench/temporal.py --seed 0 1 2         # three runs of the recipe: each seed's table, then their mean
+    python bench/temporal.py --reuse --train-videos 150   # also on 150 of each model's own training videos
 
 Under each table the order family is split by whether its two events happen to one object or to
 two, as answered, then as chosen (the likelier of the question's two options,
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="score a variant already trained under --work instead of training it again "
                         "(to run the variants as parallel processes, then print one table), and continue "
                         "one that was stopped part way from its last checkpoint")
+    p.add_argument("--train-videos", type=int, default=0, metavar="N",
+                   help="also score each model on its first N training videos (the same families): does it fit "
+                        "what it trained on?")
     p.add_argument("--save-every", type=int, default=500, metavar="N",
                    help="checkpoint every N steps (0: none), so that a stopped training can go on with --reuse")
     p.add_argument("--perceiver-from", type=Path, metavar="DIR",
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                        qa=True)  # a folder per size: runs scoring on other sizes never rewrite each other's videos
     runs = {seed: _run_seed(args, recipe_from_arguments(args, seed=seed), qa_file, log) for seed in args.seed}
     first = next(iter(runs.values()))
-    fams = [f for f in FAMILIES if any(s.total[f] for _, _, s, _ in first)]
+    fams = [f for f in FAMILIES if any(s.total[f] for _, _, s, *_ in first)]
     print(f"held-out: {args.eval_videos} videos, "
           + ", ".join(f"{f} {first[0][2].total[f]}" for f in fams) + " questions")
     print(f"one-frame families: {', '.join(ONE_FRAME_FAMILIES)}; time-only families: {', '.join(TIME_FAMILIES)}")
@@ -125,13 +129,13 @@ def _print_seed(rows: list[tuple], fams: list[str], qa_file: Path) -> tuple[dict
     from clapper_core.train.synth_eval import order_by_objects, paired_difference
 
     print(_header(fams))
-    for name, budget, s, _ in rows:
+    for name, budget, s, *_ in rows:
         print(_row(name, budget, s.as_dict(), fams))
-    splits = {name: order_by_objects(s, qa_file) for name, _, s, _ in rows}
+    splits = {name: order_by_objects(s, qa_file) for name, _, s, *_ in rows}
     order = {name: {k: right / n for k, (right, n) in split.items()} for name, split in splits.items()}
     print(_order_line(order, {k: n for k, (_, n) in next(iter(splits.values())).items()}))
     chosen = {name: {k: right / n for k, (right, n) in order_by_objects(s, qa_file, chosen=True).items()}
-              for name, _, s, _ in rows}
+              for name, _, s, *_ in rows}
     print(_order_line(chosen, head=CHOSEN_HEAD))
     by = {r[0]: r[2] for r in rows}
     gaps = None
@@ -143,8 +147,18 @@ def _print_seed(rows: list[tuple], fams: list[str], qa_file: Path) -> tuple[dict
             f"{kind} {100 * d:+.1f} points ({100 * lo:+.1f} to {100 * hi:+.1f})" for kind, (d, lo, hi) in gaps.items()))
         print("(in brackets: 95% of 2,000 resamples of the held-out videos; the held-out set's share of the "
               "noise, not the training run's)")
+    _print_fit([(name, budget, fit.as_dict()) for name, budget, _, _, fit in rows if fit is not None], fams)
     print("time per model (training when it ran, and scoring): " + ", ".join(f"{r[0]} {r[3]:.0f}s" for r in rows))
     return (order, chosen), gaps
+
+
+def _print_fit(fit: list[tuple[str, int, dict]], fams: list[str]) -> None:
+    """Rows of each model's accuracy on videos it trained on (--train-videos), where there are any: how well it
+    fits the questions it learned, to read beside how well it answers held-out ones."""
+    if fit:
+        print("the same families asked on videos each model trained on (--train-videos):")
+        for name, budget, acc in fit:
+            print(_row(name, budget, {f: float("nan") for f in fams} | acc, fams))
 
 
 def _print_mean(runs: list[list[tuple]], summaries: list[tuple[dict, dict | None]], fams: list[str]) -> None:
@@ -152,7 +166,7 @@ def _print_mean(runs: list[list[tuple]], summaries: list[tuple[dict, dict | None
     from clapper_core.train.synth_eval import mean_over_runs
 
     print(_header(fams))
-    for i, (name, budget, _, _) in enumerate(runs[0]):
+    for i, (name, budget, *_) in enumerate(runs[0]):
         print(_row(name, budget, mean_over_runs([rows[i][2] for rows in runs]), fams))
     for which, head in ((0, ORDER_HEAD), (1, CHOSEN_HEAD)):
         orders = [splits[which] for splits, _ in summaries]
@@ -163,14 +177,14 @@ def _print_mean(runs: list[list[tuple]], summaries: list[tuple[dict, dict | None
         print("perceiver vs keyframe only, seed by seed: " + "; ".join(
             f"{kind} " + ", ".join(f"{100 * g[kind][0]:+.1f}" for g in gaps)
             + f" (mean {100 * sum(g[kind][0] for g in gaps) / len(gaps):+.1f})" for kind in ("time-only", "one-frame")))
+    _print_fit([(name, budget, mean_over_runs([rows[i][4] for rows in runs]))
+                for i, (name, budget, *_, fit) in enumerate(runs[0]) if fit is not None], fams)
 
 
 def _run_seed(args: argparse.Namespace, recipe, qa_file: Path, log) -> list[tuple]:
     """Train (or, with --reuse, find) and score each variant of one seed: (name, tokens per segment,
-    FamilyScores, seconds) per variant."""
-    from clapper_core.model import LoadConfig, load_model
+    FamilyScores, seconds, FamilyScores on its first --train-videos training videos or None) per variant."""
     from clapper_core.model.configuration_clapper import ClapperConfig, segment_token_count
-    from clapper_core.train.synth_eval import load_scores, save_scores, score_synthetic
 
     root = args.work / f"seed{recipe.seed}"
     train_file = _dataset(root / "train", num_videos=recipe.videos, seed=recipe.seed, **recipe_data(recipe))
@@ -194,22 +208,35 @@ def _run_seed(args: argparse.Namespace, recipe, qa_file: Path, log) -> list[tupl
                                  resume=args.reuse, on_notice=lambda msg: log(f"{tag} {msg}"))
         config = ClapperConfig.from_pretrained(final)
         budget = segment_token_count(config, config.segment_size)
-        # Answers are kept beside the variant, keyed by the model file and the question file: printing the
-        # table again (--reuse) does not ask the same questions again.
-        weights = Path(final) / "model.safetensors"
-        key = {"model": str(weights.resolve()), "model_mtime_ns": weights.stat().st_mtime_ns,
-               "qa": str(qa_file.resolve()), "qa_mtime_ns": qa_file.stat().st_mtime_ns, "chosen": True}
-        answers = work / f"answers-{qa_file.parent.name}.json"
-        scores = load_scores(answers, key)
-        if scores is None:
-            scores = score_synthetic(load_model(LoadConfig(model=str(final), device="cpu")), qa_file, choose=True)
-            work.mkdir(parents=True, exist_ok=True)
-            save_scores(scores, answers, key)
-        else:
-            log(f"{tag} answers from {answers}")
-        rows.append((name, budget, scores, time.perf_counter() - t0))
+        scores = _kept_scores(final, qa_file, work / f"answers-{qa_file.parent.name}.json", log, tag, choose=True)
+        fit = None
+        if args.train_videos:  # the same questions on videos it trained on: does it fit them?
+            fit = _kept_scores(final, train_file.with_name("qa.jsonl"),
+                               work / f"answers-train{args.train_videos}.json", log, tag, limit=args.train_videos)
+        rows.append((name, budget, scores, time.perf_counter() - t0, fit))
         log(f"{tag} done in {time.perf_counter() - t0:.0f}s")
     return rows
+
+
+def _kept_scores(final: Path, qa_file: Path, answers: Path, log, tag: str, **how):
+    """The model at `final` scored on `qa_file` (`score_synthetic(..., **how)`), or its answers kept in `answers`
+    from an earlier run: they are keyed by the model file, the question file and `how`, so printing the table
+    again (--reuse) does not ask the same questions again."""
+    from clapper_core.model import LoadConfig, load_model
+    from clapper_core.train.synth_eval import load_scores, save_scores, score_synthetic
+
+    weights = Path(final) / "model.safetensors"
+    key = {"model": str(weights.resolve()), "model_mtime_ns": weights.stat().st_mtime_ns,
+           "qa": str(qa_file.resolve()), "qa_mtime_ns": qa_file.stat().st_mtime_ns,
+           **({"chosen": True} if how.get("choose") else {}), **({"limit": how["limit"]} if "limit" in how else {})}
+    scores = load_scores(answers, key)
+    if scores is None:
+        scores = score_synthetic(load_model(LoadConfig(model=str(final), device="cpu")), qa_file, **how)
+        answers.parent.mkdir(parents=True, exist_ok=True)
+        save_scores(scores, answers, key)
+    else:
+        log(f"{tag} answers from {answers}")
+    return scores
 
 
 ORDER_HEAD = "order, both events to one object / to two"
@@ -226,8 +253,9 @@ def _order_line(fractions: dict[str, dict[int, float]], counts: dict[int, int] |
 
 
 def _row(name: str, budget: int, acc: dict[str, float], fams: list[str]) -> str:
-    return (f"{name:<22}{budget:>8}" + "".join(f"{100 * acc[f]:>9.1f}%" for f in fams)
-            + f"{100 * acc['one_frame']:>8.1f}%{100 * acc['time_only']:>7.1f}%")
+    pct = lambda a, width: f"{'-':>{width}} " if a != a else f"{100 * a:>{width}.1f}%"  # noqa: E731  (a != a: NaN)
+    return (f"{name:<22}{budget:>8}" + "".join(pct(acc[f], 9) for f in fams)
+            + pct(acc["one_frame"], 8) + pct(acc["time_only"], 7))
 
 
 if __name__ == "__main__":

@@ -112,8 +112,17 @@ class VideoSession:
         out = m.language_model(inputs_embeds=embeds, past_key_values=self._cache, use_cache=True)
         return self.model.lm_head(out.last_hidden_state[0, -1])  # (V,)
 
-    def _rewind_to_prefix(self) -> None:
-        extra = self._cache.get_seq_length() - self._prefix_len
+    def _from_prefix(self) -> int:
+        """Put the cache at the end of the video's prefix: run the prefix the first time, crop back to it after.
+        Returns how many tokens were run."""
+        if self._cache is None:
+            self._forward(list(self.video.prefix_ids), with_video=True)
+            return self._prefix_len
+        self._rewind_to(self._prefix_len)
+        return 0
+
+    def _rewind_to(self, length: int) -> None:
+        extra = self._cache.get_seq_length() - length
         if extra > 0:
             self._cache.crop(-extra)
 
@@ -128,12 +137,7 @@ class VideoSession:
         tok = self.processor.tokenizer
         with torch.inference_mode():
             t0 = time.perf_counter()
-            prompt_tokens = 0
-            if self._cache is None:
-                self._forward(list(self.video.prefix_ids), with_video=True)
-                prompt_tokens += self._prefix_len
-            else:
-                self._rewind_to_prefix()
+            prompt_tokens = self._from_prefix()
             q_ids = self.processor.question_ids(question)
             logits = self._forward(q_ids, with_video=False)
             prompt_tokens += len(q_ids)
@@ -181,15 +185,17 @@ class VideoSession:
         q_ids = self.processor.question_ids(question)
         out = []
         with torch.inference_mode():
-            if self._cache is None:
-                self._forward(list(self.video.prefix_ids), with_video=True)
+            self._from_prefix()
+            first = self._forward(q_ids, with_video=False)  # (V,): the first answer token's, the same for all
+            asked = self._cache.get_seq_length()
             for option in options:
-                self._rewind_to_prefix()
-                logits = self._forward(q_ids, with_video=False)  # (V,): the first answer token's
-                total = 0.0
-                for t in tok.encode(option, add_special_tokens=False) + end:
+                self._rewind_to(asked)  # each option goes on from the question
+                ids = tok.encode(option, add_special_tokens=False) + end
+                total, logits = 0.0, first
+                for i, t in enumerate(ids):
                     total += float(torch.log_softmax(logits.float(), -1)[t])
-                    logits = self._forward([t], with_video=False)
+                    if i + 1 < len(ids):  # the last token's own logits are not needed
+                        logits = self._forward([t], with_video=False)
                 out.append(total)
         return out
 

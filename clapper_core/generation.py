@@ -102,6 +102,8 @@ class VideoSession:
         import torch
         from transformers import DynamicCache
 
+        from clapper_core.model.modeling_clapper import CACHE_ARG
+
         m = self.model.model
         input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
         embeds = m.get_input_embeddings()(input_ids)  # (1, L, D)
@@ -109,7 +111,7 @@ class VideoSession:
             embeds = m.merge_video(input_ids, embeds, self.video_features)
         if self._cache is None:
             self._cache = DynamicCache(config=self.model.config.text_config)
-        out = m.language_model(inputs_embeds=embeds, past_key_values=self._cache, use_cache=True)
+        out = m.language_model(inputs_embeds=embeds, use_cache=True, **{CACHE_ARG: self._cache})
         return self.model.lm_head(out.last_hidden_state[0, -1])  # (V,)
 
     def _from_prefix(self) -> int:

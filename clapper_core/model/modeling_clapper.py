@@ -12,6 +12,7 @@ new, and that starts as average pooling.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -21,20 +22,23 @@ from transformers import AutoModel, AutoModelForImageTextToText, GenerationMixin
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
-from transformers.modeling_outputs import BaseModelOutputWithPast, ModelOutput
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.models.qwen2 import Qwen2Model
 
 from clapper_core.errors import VisualTokenMismatchError
 from clapper_core.model.configuration_clapper import ClapperConfig, visual_token_count
 from clapper_core.model.time_perceiver import TimePerceiver, spatiotemporal_avg_pool
 
 
+# The key/value cache's name in forward arguments and model outputs: transformers 5.24 renamed it from
+# `past_key_values` to `cache`. Clapper's forwards take either and pass it on under the installed name.
+CACHE_ARG = "cache" if "cache" in inspect.signature(Qwen2Model.forward).parameters else "past_key_values"
+
+
 @dataclass
-class ClapperCausalLMOutputWithPast(ModelOutput):
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
+class ClapperCausalLMOutputWithPast(CausalLMOutputWithPast):
+    """A causal LM output (loss, logits, the cache under `CACHE_ARG`, ...) and the video's visual tokens."""
+
     video_hidden_states: torch.FloatTensor | None = None
 
 
@@ -45,7 +49,7 @@ class ClapperPreTrainedModel(PreTrainedModel):
     input_modalities = ("video", "text")
     supports_gradient_checkpointing = True
     _no_split_modules = ["Qwen2DecoderLayer", "SiglipEncoderLayer", "TimePerceiverLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = [CACHE_ARG]
     _supports_flash_attn = True
     _supports_sdpa = True
     _supports_attention_backend = True
@@ -227,9 +231,10 @@ class ClapperModel(ClapperPreTrainedModel):
         video_features: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        past_key_values: Cache | None = None,  # the cache's name before transformers 5.24
         **kwargs,
     ) -> BaseModelOutputWithPast:
         if (input_ids is None) ^ (inputs_embeds is not None):
@@ -245,9 +250,9 @@ class ClapperModel(ClapperPreTrainedModel):
         out = self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            **{CACHE_ARG: cache if cache is not None else past_key_values},
             **kwargs,
         )
         out.video_hidden_states = video_features
@@ -286,11 +291,12 @@ class ClapperForConditionalGeneration(ClapperPreTrainedModel, GenerationMixin):
         video_features: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        past_key_values: Cache | None = None,  # the cache's name before transformers 5.24
         **kwargs,
     ) -> ClapperCausalLMOutputWithPast:
         out = self.model(
@@ -300,7 +306,7 @@ class ClapperForConditionalGeneration(ClapperPreTrainedModel, GenerationMixin):
             video_features=video_features,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache if cache is not None else past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
@@ -314,7 +320,7 @@ class ClapperForConditionalGeneration(ClapperPreTrainedModel, GenerationMixin):
         return ClapperCausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=out.past_key_values,
+            **{CACHE_ARG: getattr(out, CACHE_ARG)},
             hidden_states=out.hidden_states,
             attentions=out.attentions,
             video_hidden_states=out.video_hidden_states,

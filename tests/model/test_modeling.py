@@ -112,6 +112,25 @@ def test_generate_matches_greedy_decoding(model, tiny_loaded, tiny_frames):
     assert torch.equal(a, b) and a.shape[1] > inputs["input_ids"].shape[1]
 
 
+@pytest.mark.parametrize("name", ["cache", "past_key_values"])
+def test_a_cache_under_either_name_continues_the_prefix(model, tiny_loaded, tiny_frames, name):
+    """transformers 5.24 renamed the cache argument `past_key_values` to `cache`: both names carry it."""
+    from transformers import DynamicCache
+
+    from clapper_core.model.modeling_clapper import CACHE_ARG
+
+    inputs = _inputs(tiny_loaded, *tiny_frames)
+    ids, n = inputs["input_ids"], inputs["input_ids"].shape[1] - 3
+    prefix = {k: (v[:, :n] if k in ("input_ids", "attention_mask") else v) for k, v in inputs.items()}
+    with torch.no_grad():
+        full = model(**inputs).logits[:, -1]
+        first = model(**prefix, use_cache=True, **{name: DynamicCache(config=model.config.text_config)})
+        cache = getattr(first, CACHE_ARG)
+        assert cache.get_seq_length() == n
+        rest = model(input_ids=ids[:, n:], use_cache=True, **{name: cache}).logits[:, -1]
+    torch.testing.assert_close(rest, full, rtol=1e-4, atol=1e-4)
+
+
 def test_configured_feature_statistics_standardise_both_paths(tiny_model_dir):
     """(x - mean) / std reaches the keyframe path and the fast path: with the statistics a model
     holds the features' own mean and std, the result equals feeding standardised patches."""

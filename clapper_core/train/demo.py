@@ -217,6 +217,10 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, *, several_seeds: bool
                              "--no-caption-prompts: always the caption prompt")
     parser.add_argument("--vision-attention-gain", type=float, default=Recipe.vision_attention_gain,
                         help="scale of the random vision tower's attention output (1: as initialised)")
+    parser.add_argument("--train-vision", action=argparse.BooleanOptionalAction, default=Recipe.train_vision,
+                        help="stage 2 trains the vision tower too (default: frozen)")
+    parser.add_argument("--vision-lr", type=float, default=Recipe.vision_lr,
+                        help="with --train-vision: the tower's own peak learning rate (default: the stage 2 one)")
     parser.add_argument("--loss-average", choices=LOSS_AVERAGES, default=Recipe.loss_average,
                         help="token: every answer token weighs the same (a caption outweighs a one-word answer); "
                              "sample: every record weighs the same")
@@ -228,7 +232,8 @@ def recipe_from_arguments(args: argparse.Namespace, *, seed: int | None = None) 
     return Recipe(videos=args.videos, seed=args.seed if seed is None else seed, stage1_steps=args.stage1_steps,
                   stage2_steps=args.stage2_steps, all_orders=args.all_orders, all_changes=args.all_changes,
                   end_colours=args.end_colours, caption_prompts=args.caption_prompts,
-                  vision_attention_gain=args.vision_attention_gain, loss_average=args.loss_average)
+                  vision_attention_gain=args.vision_attention_gain, loss_average=args.loss_average,
+                  train_vision=args.train_vision, vision_lr=args.vision_lr)
 
 
 def main(argv: list[str] | None = None) -> int:

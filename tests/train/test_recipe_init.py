@@ -139,7 +139,7 @@ def test_attention_gain_keeps_a_still_corner_still(tmp_path):
     assert ratios[Recipe.vision_attention_gain] < 0.15, ratios
 
 
-def test_recipe_arguments_set_the_vision_attention_gain_loss_average_and_seed():
+def test_recipe_arguments_set_the_vision_attention_gain_loss_average_seed_and_tower_training():
     import argparse
 
     from clapper_core.train import demo
@@ -152,6 +152,9 @@ def test_recipe_arguments_set_the_vision_attention_gain_loss_average_and_seed():
     assert demo.recipe_from_arguments(parser.parse_args(["--loss-average", "sample"])).loss_average == "sample"
     assert demo.recipe_from_arguments(parser.parse_args([])).seed == 0
     assert demo.recipe_from_arguments(parser.parse_args(["--seed", "2"])).seed == 2
+    assert (demo.recipe_from_arguments(parser.parse_args([])).train_vision, demo.Recipe.vision_lr) == (False, None)
+    tower = demo.recipe_from_arguments(parser.parse_args(["--train-vision", "--vision-lr", "5e-4"]))
+    assert (tower.train_vision, tower.vision_lr) == (True, 5e-4)
 
 
 def test_train_recipe_hands_checkpointing_and_resume_to_both_stages(monkeypatch, tmp_path):

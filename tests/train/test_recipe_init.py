@@ -169,3 +169,16 @@ def test_train_recipe_hands_checkpointing_and_resume_to_both_stages(monkeypatch,
     seen.clear()
     demo.train_recipe(tmp_path / "base", tmp_path / "train.jsonl", tmp_path)  # the demo command's default
     assert [(c.save_every, c.resume) for c in seen] == [(0, False), (0, False)]
+
+
+def test_train_recipe_trains_the_tower_in_stage_2_only_when_asked(monkeypatch, tmp_path):
+    from clapper_core.train import demo, trainer
+
+    seen = []
+    monkeypatch.setattr(trainer, "train", lambda cfg, **_: seen.append(cfg))
+    recipe = demo.Recipe(train_vision=True, vision_lr=5e-4)
+    demo.train_recipe(tmp_path / "base", tmp_path / "train.jsonl", tmp_path, recipe=recipe)
+    assert [(c.stage, c.train_vision, c.vision_lr) for c in seen] == [(1, False, None), (2, True, 5e-4)]
+    seen.clear()
+    demo.train_recipe(tmp_path / "base", tmp_path / "train.jsonl", tmp_path)
+    assert [(c.train_vision, c.vision_lr) for c in seen] == [(False, None), (False, None)]

@@ -56,6 +56,9 @@ class Recipe:
     stage2_steps: int = 9000
     train_vision: bool = False  # the random SigLIP already separates the world's colours and shapes
     vision_lr: float | None = None  # with train_vision: the tower's own peak learning rate (default: stage2_lr)
+    # With train_vision: its attention layers stay as built (scaled by vision_attention_gain), so only what acts on
+    # each patch on its own trains (patch embedding, MLPs, norms) and each patch's features stay about that patch
+    freeze_vision_attention: bool = False
     batch_size: int = 32
     stage1_lr: float = 2e-3
     stage2_lr: float = 2e-3
@@ -169,10 +172,19 @@ def train_recipe(
                      lr=recipe.stage1_lr, **common)
     train(s1, on_step=on_step, on_notice=on_notice)
     s2 = TrainConfig(model=str(work / "stage1"), output=work / "stage2", stage=2, train_vision=recipe.train_vision,
-                     vision_lr=recipe.vision_lr,
+                     vision_lr=recipe.vision_lr, frozen=vision_attention_prefixes(base) if (
+                         recipe.train_vision and recipe.freeze_vision_attention) else (),
                      steps=recipe.stage2_steps, lr=recipe.stage2_lr, **common)
     train(s2, on_step=on_step, on_notice=on_notice)
     return work / "stage2"
+
+
+def vision_attention_prefixes(model_dir: Path) -> tuple[str, ...]:
+    """The parameter-name prefixes of every attention layer of the vision tower of the model at `model_dir`."""
+    from clapper_core.model.configuration_clapper import ClapperConfig
+
+    layers = ClapperConfig.from_pretrained(model_dir).vision_config.num_hidden_layers
+    return tuple(f"model.vision_tower.encoder.layers.{i}.self_attn." for i in range(layers))
 
 
 def install(model_dir: Path, dest: Path = DEMO_DIR) -> None:
@@ -221,6 +233,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, *, several_seeds: bool
                         help="stage 2 trains the vision tower too (default: frozen)")
     parser.add_argument("--vision-lr", type=float, default=Recipe.vision_lr,
                         help="with --train-vision: the tower's own peak learning rate (default: the stage 2 one)")
+    parser.add_argument("--freeze-vision-attention", action="store_true",
+                        help="with --train-vision: the tower's attention layers stay as built, only its per-patch "
+                             "layers train")
     parser.add_argument("--loss-average", choices=LOSS_AVERAGES, default=Recipe.loss_average,
                         help="token: every answer token weighs the same (a caption outweighs a one-word answer); "
                              "sample: every record weighs the same")
@@ -233,7 +248,8 @@ def recipe_from_arguments(args: argparse.Namespace, *, seed: int | None = None) 
                   stage2_steps=args.stage2_steps, all_orders=args.all_orders, all_changes=args.all_changes,
                   end_colours=args.end_colours, caption_prompts=args.caption_prompts,
                   vision_attention_gain=args.vision_attention_gain, loss_average=args.loss_average,
-                  train_vision=args.train_vision, vision_lr=args.vision_lr)
+                  train_vision=args.train_vision, vision_lr=args.vision_lr,
+                  freeze_vision_attention=args.freeze_vision_attention)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -154,7 +154,8 @@ def test_recipe_arguments_set_the_vision_attention_gain_loss_average_seed_and_to
     assert demo.recipe_from_arguments(parser.parse_args(["--seed", "2"])).seed == 2
     assert (demo.recipe_from_arguments(parser.parse_args([])).train_vision, demo.Recipe.vision_lr) == (False, None)
     tower = demo.recipe_from_arguments(parser.parse_args(["--train-vision", "--vision-lr", "5e-4"]))
-    assert (tower.train_vision, tower.vision_lr) == (True, 5e-4)
+    assert (tower.train_vision, tower.vision_lr, tower.freeze_vision_attention) == (True, 5e-4, False)
+    assert demo.recipe_from_arguments(parser.parse_args(["--freeze-vision-attention"])).freeze_vision_attention
 
 
 def test_train_recipe_hands_checkpointing_and_resume_to_both_stages(monkeypatch, tmp_path):
@@ -182,3 +183,18 @@ def test_train_recipe_trains_the_tower_in_stage_2_only_when_asked(monkeypatch, t
     seen.clear()
     demo.train_recipe(tmp_path / "base", tmp_path / "train.jsonl", tmp_path)
     assert [(c.train_vision, c.vision_lr) for c in seen] == [(False, None), (False, None)]
+
+
+def test_frozen_vision_attention_names_every_attention_parameter_of_the_tower(monkeypatch, tmp_path, tiny_model_dir):
+    from clapper_core.model.modeling_clapper import ClapperForConditionalGeneration
+    from clapper_core.train import demo, trainer
+
+    seen = []
+    monkeypatch.setattr(trainer, "train", lambda cfg, **_: seen.append(cfg))
+    recipe = demo.Recipe(train_vision=True, freeze_vision_attention=True)
+    demo.train_recipe(tiny_model_dir, tmp_path / "train.jsonl", tmp_path, recipe=recipe)
+    assert seen[0].frozen == () and seen[1].train_vision
+    names = [n for n, _ in ClapperForConditionalGeneration.from_pretrained(str(tiny_model_dir)).named_parameters()]
+    frozen = [n for n in names if n.startswith(seen[1].frozen)]
+    tower_attention = [n for n in names if n.startswith("model.vision_tower.") and ".self_attn." in n]
+    assert frozen == tower_attention and len(frozen) == 8 * len(seen[1].frozen)  # q, k, v, out: weight and bias

@@ -306,9 +306,10 @@ class ClapperForConditionalGeneration(ClapperPreTrainedModel, GenerationMixin):
             video_features=video_features,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            cache=cache if cache is not None else past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            past_key_values=past_key_values,
             **kwargs,
         )
         h = out.last_hidden_state

@@ -152,7 +152,8 @@ def test_recipe_arguments_set_the_vision_attention_gain_loss_average_seed_and_to
     assert demo.recipe_from_arguments(parser.parse_args(["--loss-average", "sample"])).loss_average == "sample"
     assert demo.recipe_from_arguments(parser.parse_args([])).seed == 0
     assert demo.recipe_from_arguments(parser.parse_args(["--seed", "2"])).seed == 2
-    assert (demo.recipe_from_arguments(parser.parse_args([])).train_vision, demo.Recipe.vision_lr) == (False, None)
+    default = demo.recipe_from_arguments(parser.parse_args([]))
+    assert (default.train_vision, default.vision_lr, default.freeze_vision_attention) == (False, None, False)
     tower = demo.recipe_from_arguments(parser.parse_args(["--train-vision", "--vision-lr", "5e-4"]))
     assert (tower.train_vision, tower.vision_lr, tower.freeze_vision_attention) == (True, 5e-4, False)
     assert demo.recipe_from_arguments(parser.parse_args(["--freeze-vision-attention"])).freeze_vision_attention

@@ -43,6 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from clapper_core.errors import ConfigError  # noqa: E402
 from clapper_core.synthetic import FAMILIES, ONE_FRAME_FAMILIES, TIME_FAMILIES, generate_dataset  # noqa: E402
 from clapper_core.train.demo import (  # noqa: E402
     add_recipe_arguments,
@@ -97,10 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.perceiver_from is not None and len(args.seed) > 1:
         p.error("--perceiver-from stands for one seed's perceiver; give one --seed with it")
 
+    try:  # every seed's recipe checked before anything is written or trained
+        recipes = {seed: recipe_from_arguments(args, seed=seed) for seed in args.seed}
+    except ConfigError as e:
+        p.error(str(e))
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     qa_file = _dataset(args.work / f"eval{args.eval_videos}", num_videos=args.eval_videos, seed=1000, prefix="eval",
                        qa=True)  # a folder per size: runs scoring on other sizes never rewrite each other's videos
-    runs = {seed: _run_seed(args, recipe_from_arguments(args, seed=seed), qa_file, log) for seed in args.seed}
+    runs = {seed: _run_seed(args, recipes[seed], qa_file, log) for seed in args.seed}
     first = next(iter(runs.values()))
     fams = [f for f in FAMILIES if any(s.total[f] for _, _, s, *_ in first)]
     print(f"held-out: {args.eval_videos} videos, "

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from clapper_core.errors import ConfigError
 from clapper_core.synthetic import (
     CAPTION_PROMPT,
     CAPTION_PROMPTS,
@@ -75,6 +76,16 @@ class Recipe:
     # own patch, as a trained tower's mostly do (README, recipe 6)
     vision_attention_gain: float = 0.1
     loss_average: str = "token"  # "sample": every record weighs the same, a caption no more than a one-word answer
+
+    def __post_init__(self) -> None:
+        if not self.train_vision:
+            given = [flag for flag, on in (("--vision-lr", self.vision_lr is not None),
+                                           ("--freeze-vision-attention", self.freeze_vision_attention)) if on]
+            if given:
+                raise ConfigError(f"{' and '.join(given)} only acts on a vision tower that trains: "
+                                  "add --train-vision, or leave it out")
+        if self.vision_lr is not None and not self.vision_lr > 0:
+            raise ConfigError(f"--vision-lr must be positive, got {self.vision_lr}")
 
 
 def world_texts(n: int = 4000, seed: int = 12345, *, end_colours: bool = False, caption_prompts: bool = True
@@ -180,11 +191,28 @@ def train_recipe(
 
 
 def vision_attention_prefixes(model_dir: Path) -> tuple[str, ...]:
-    """The parameter-name prefixes of every attention layer of the vision tower of the model at `model_dir`."""
-    from clapper_core.model.configuration_clapper import ClapperConfig
+    """The parameter-name prefixes of every attention layer of the vision tower of the model at `model_dir`, as its
+    weight files name them (`model.vision_tower.encoder.layers.N.self_attn.`, or with `vision_model.` after
+    `vision_tower.` in older layouts), in layer order."""
+    import json
+    import re
 
-    layers = ClapperConfig.from_pretrained(model_dir).vision_config.num_hidden_layers
-    return tuple(f"model.vision_tower.encoder.layers.{i}.self_attn." for i in range(layers))
+    from safetensors import safe_open
+
+    index = Path(model_dir) / "model.safetensors.index.json"
+    if index.is_file():
+        names = list(json.loads(index.read_text())["weight_map"])
+    else:
+        names = []
+        for f in sorted(Path(model_dir).glob("*.safetensors")):
+            with safe_open(str(f), framework="pt") as st:
+                names += list(st.keys())
+    found = {}
+    for name in names:
+        m = re.match(r"(.*vision_tower\.(?:vision_model\.)?encoder\.layers\.(\d+)\.self_attn\.)", name)
+        if m:
+            found[int(m.group(2))] = m.group(1)
+    return tuple(found[i] for i in sorted(found))
 
 
 def install(model_dir: Path, dest: Path = DEMO_DIR) -> None:
@@ -258,7 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--install", action="store_true", help=f"copy the trained model into {DEMO_DIR}")
     add_recipe_arguments(parser)
     args = parser.parse_args(argv)
-    recipe = recipe_from_arguments(args)
+    try:
+        recipe = recipe_from_arguments(args)
+    except ConfigError as e:
+        parser.error(str(e))
     work: Path = args.work
     t0 = time.perf_counter()
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731

@@ -156,7 +156,33 @@ def test_recipe_arguments_set_the_vision_attention_gain_loss_average_seed_and_to
     assert (default.train_vision, default.vision_lr, default.freeze_vision_attention) == (False, None, False)
     tower = demo.recipe_from_arguments(parser.parse_args(["--train-vision", "--vision-lr", "5e-4"]))
     assert (tower.train_vision, tower.vision_lr, tower.freeze_vision_attention) == (True, 5e-4, False)
-    assert demo.recipe_from_arguments(parser.parse_args(["--freeze-vision-attention"])).freeze_vision_attention
+    frozen = demo.recipe_from_arguments(parser.parse_args(["--train-vision", "--freeze-vision-attention"]))
+    assert frozen.freeze_vision_attention and frozen.vision_lr is None
+
+
+@pytest.mark.parametrize("fields, says", [
+    (dict(freeze_vision_attention=True), "--freeze-vision-attention only acts on a vision tower that trains"),
+    (dict(vision_lr=1e-4), "--vision-lr only acts on a vision tower that trains"),
+    (dict(vision_lr=1e-4, freeze_vision_attention=True), "--vision-lr and --freeze-vision-attention only acts"),
+    (dict(train_vision=True, vision_lr=0.0), "--vision-lr must be positive"),
+])
+def test_a_recipe_refuses_tower_options_that_would_do_nothing(fields, says):
+    from clapper_core.errors import ConfigError
+    from clapper_core.train.demo import Recipe
+
+    with pytest.raises(ConfigError, match=says):
+        Recipe(**fields)
+
+
+def test_demo_command_refuses_tower_options_without_the_tower_before_writing_anything(tmp_path, capsys):
+    from clapper_core.train import demo
+
+    with pytest.raises(SystemExit) as stop:
+        demo.main(["--work", str(tmp_path / "run"), "--vision-lr", "5e-5"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "--vision-lr only acts on a vision tower that trains: add --train-vision" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
 
 
 def test_train_recipe_hands_checkpointing_and_resume_to_both_stages(monkeypatch, tmp_path):
@@ -199,3 +225,16 @@ def test_frozen_vision_attention_names_every_attention_parameter_of_the_tower(mo
     frozen = [n for n in names if n.startswith(seen[1].frozen)]
     tower_attention = [n for n in names if n.startswith("model.vision_tower.") and ".self_attn." in n]
     assert frozen == tower_attention and len(frozen) == 8 * len(seen[1].frozen)  # q, k, v, out: weight and bias
+
+
+def test_frozen_vision_attention_reads_the_older_tower_layout_from_the_weights(tmp_path):
+    """A tower saved as `vision_tower.vision_model.` (older LLaVA-OneVision layouts) is named as its weights name it."""
+    from safetensors.torch import save_file
+
+    from clapper_core.train.demo import vision_attention_prefixes
+
+    tower = "model.vision_tower.vision_model.encoder.layers"
+    names = [f"{tower}.{i}.{part}" for i in (1, 0, 10, 2) for part in ("self_attn.q_proj.weight", "mlp.fc1.weight")]
+    save_file({n: torch.zeros(1) for n in names + ["model.multi_modal_projector.linear_1.weight"]},
+              str(tmp_path / "model.safetensors"))
+    assert vision_attention_prefixes(tmp_path) == tuple(f"{tower}.{i}.self_attn." for i in (0, 1, 2, 10))

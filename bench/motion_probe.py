@@ -27,7 +27,9 @@ Shapes: the same MLP probe names a corner object's shape (square, circle, triang
 keyframe's features pooled to the keyframe path's 4x4 grid, the 2x2 cells of the canvas quarter the object sits
 in: how much of what the one-frame questions ask the random vision tower's features hold.
 
-With `--model DIR` (a trained Clapper with a TimePerceiver, the demo model for one), the same count is
+With `--model DIR` (a trained Clapper with a fast path), the mover's direction is probed again from that
+model's own vision tower (trained or not) and from the fast tokens it hands its LLM. With a TimePerceiver (the demo
+model for one), the same count is
 probed from what that model hands its LLM: the visual token of the object's 3x3 cell after the projector; and
 from the same token, when a corner object's first event (appearing, disappearing, changing colour) happened,
 which is what "which happened first" questions compare; and the colour a corner object turned, from that token
@@ -139,6 +141,8 @@ def _probe_trained(model_dir: Path, args, n: int) -> None:
 
     loaded = load_model(LoadConfig(model=str(model_dir), quant="fp32", device="cpu"))
     model, proc = loaded.model.eval(), loaded.processor
+    if model.config.fast_path != "none":
+        _direction_from_trained(model, proc, model_dir, args)
     if model.config.perceiver_grid == 3 and model.config.patch_grid == 8:
         _shapes_from_tokens(model, proc, model_dir, args, n)
     if model.model.time_perceiver is None or model.config.perceiver_grid != 3:
@@ -168,6 +172,32 @@ def _probe_trained(model_dir: Path, args, n: int) -> None:
     for name, read in (("last frame's cell", last_frame_cell), ("perceiver token", perceiver_cell)):
         X, colours = _new_colours(read, random.Random(args.seed + 4), args.count_scenes)  # (N, 1, D), (N,)
         print(f"{name:<24}{X.shape[-1]:>7}{100 * _mlp_probe(X[:, 0], colours, n, classes=5):>14.1f}%")
+
+
+def _direction_from_trained(model, proc, model_dir: Path, args) -> None:
+    """The mover's direction (the first table's scenes and probe) from the trained model's own vision tower (its 3x3
+    motion, as in the first table) and from the fast tokens it hands its LLM (all of them, after the projector):
+    what the tower still holds, and what reaches the LLM, whether or not the model learned to answer with it."""
+    import torch
+
+    from clapper_core.model.time_perceiver import grid_pool
+    from clapper_core.synthetic.world import DIRECTIONS, sample_scene
+
+    rng, dirs = random.Random(args.seed), list(DIRECTIONS)
+    motion, fast, labels = [], [], []
+    with torch.no_grad():
+        for _ in range(args.scenes):
+            scene = sample_scene(rng)
+            patches = _segment_patches(model, proc, scene)  # (4, P, D)
+            motion.append(grid_pool((patches[3] - patches[0])[None, None], 3).flatten())  # (9*D,)
+            tokens = model.model.encode_segments(patches, [4])  # (keyframe tokens + fast tokens, Dt)
+            fast.append(tokens[model.config.keyframe_grid ** 2:].flatten())
+            labels.append(dirs.index(scene.mover.direction))
+    y, n = torch.tensor(labels), args.scenes * 3 // 4
+    print(f"\n{model_dir}: direction of motion (4 classes), the first table's scenes and probe")
+    for name, rows in (("its tower's 3x3 motion", motion), ("its fast tokens", fast)):
+        X = torch.stack(rows)
+        print(f"{name:<24}{X.shape[1]:>7}{100 * _linear_probe(X, y, n, classes=4):>14.1f}%")
 
 
 def _shapes_from_tokens(model, proc, model_dir: Path, args, n: int) -> None:

@@ -84,8 +84,28 @@ class Recipe:
             if given:
                 raise ConfigError(f"{' and '.join(given)} only acts on a vision tower that trains: "
                                   "add --train-vision, or leave it out")
-        if self.vision_lr is not None and not self.vision_lr > 0:
-            raise ConfigError(f"--vision-lr must be positive, got {self.vision_lr}")
+        # Both stages' settings, checked by the trainer's own rules now, not after stage 1 has trained
+        stage_configs(Path("base"), Path("train.jsonl"), Path("work"), recipe=self)
+
+
+def stage_configs(base: Path, data: Path, work: Path, *, recipe: Recipe, save_every: int = 0, resume: bool = False,
+                  frozen: tuple[str, ...] = ()) -> tuple:
+    """The recipe's stage 1 and stage 2 `TrainConfig`s (validated as they are built, a refusal naming its stage;
+    nothing is read or written): stage 1 from `base` into work/stage1, stage 2 from there into work/stage2 with
+    `frozen` kept frozen."""
+    from clapper_core.train.trainer import TrainConfig
+
+    def config(stage: int, **fields):
+        try:
+            return TrainConfig(stage=stage, data=data, batch_size=recipe.batch_size, seed=recipe.seed, warmup=0.05,
+                               save_every=save_every, resume=resume, cache_dir=work / "clip_cache",
+                               loss_average=recipe.loss_average, **fields)
+        except ConfigError as e:
+            raise ConfigError(f"the recipe's stage {stage}: {e}") from None
+
+    return (config(1, model=str(base), output=work / "stage1", steps=recipe.stage1_steps, lr=recipe.stage1_lr),
+            config(2, model=str(work / "stage1"), output=work / "stage2", train_vision=recipe.train_vision,
+                   vision_lr=recipe.vision_lr, frozen=frozen, steps=recipe.stage2_steps, lr=recipe.stage2_lr))
 
 
 def world_texts(n: int = 4000, seed: int = 12345, *, end_colours: bool = False, caption_prompts: bool = True
@@ -175,19 +195,13 @@ def train_recipe(
     `save_every` and `resume` are the trainer's: with checkpoints every `save_every` steps, a run stopped part
     way continues from its last one when started again with `resume` (a stage without one starts over).
     """
-    from clapper_core.train.trainer import TrainConfig, train
+    from clapper_core.train.trainer import train
 
-    common = dict(data=data, batch_size=recipe.batch_size, seed=recipe.seed, warmup=0.05, save_every=save_every,
-                  resume=resume, cache_dir=work / "clip_cache", loss_average=recipe.loss_average)
-    s1 = TrainConfig(model=str(base), output=work / "stage1", stage=1, steps=recipe.stage1_steps,
-                     lr=recipe.stage1_lr, **common)
-    train(s1, on_step=on_step, on_notice=on_notice)
-    s2 = TrainConfig(model=str(work / "stage1"), output=work / "stage2", stage=2, train_vision=recipe.train_vision,
-                     vision_lr=recipe.vision_lr, frozen=vision_attention_prefixes(base) if (
-                         recipe.train_vision and recipe.freeze_vision_attention) else (),
-                     steps=recipe.stage2_steps, lr=recipe.stage2_lr, **common)
-    train(s2, on_step=on_step, on_notice=on_notice)
+    frozen = vision_attention_prefixes(base) if recipe.train_vision and recipe.freeze_vision_attention else ()
+    for cfg in stage_configs(base, data, work, recipe=recipe, save_every=save_every, resume=resume, frozen=frozen):
+        train(cfg, on_step=on_step, on_notice=on_notice)
     return work / "stage2"
+
 
 
 def vision_attention_prefixes(model_dir: Path) -> tuple[str, ...]:

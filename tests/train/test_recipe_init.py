@@ -165,6 +165,9 @@ def test_recipe_arguments_set_the_vision_attention_gain_loss_average_seed_and_to
     (dict(vision_lr=1e-4), "--vision-lr only acts on a vision tower that trains"),
     (dict(vision_lr=1e-4, freeze_vision_attention=True), "--vision-lr and --freeze-vision-attention only acts"),
     (dict(train_vision=True, vision_lr=0.0), "--vision-lr must be positive"),
+    (dict(stage2_steps=0), "the recipe's stage 2: --steps must be at least 1, got 0"),
+    (dict(stage1_lr=-1.0), "the recipe's stage 1: --lr must be positive"),
+    (dict(loss_average="mean"), "--loss-average 'mean' is not one of"),
 ])
 def test_a_recipe_refuses_tower_options_that_would_do_nothing(fields, says):
     from clapper_core.errors import ConfigError

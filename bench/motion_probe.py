@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from clapper_core.model import LoadConfig, load_model
-    from clapper_core.model.time_perceiver import grid_pool, spatiotemporal_avg_pool
-    from clapper_core.synthetic.world import DIRECTIONS, sample_scene
+    from clapper_core.model.time_perceiver import spatiotemporal_avg_pool
     from clapper_core.train.demo import Recipe, build_recipe_model
 
     gain = Recipe.vision_attention_gain if args.vision_attention_gain is None else args.vision_attention_gain
@@ -77,22 +76,17 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_model(LoadConfig(model=str(base), quant="fp32", device="cpu"))
     print(f"the demo recipe's random vision tower, attention output scaled by {gain:g}\n")
     model, proc = loaded.model.eval(), loaded.processor
-    rng = random.Random(args.seed)
-    dirs = list(DIRECTIONS)
     feats: dict[str, list] = {k: [] for k in ("keyframe", "keyframe + 3x3 average", "3x3 motion",
                                               "keyframe + 3x3 motion")}
     labels = []
     one = torch.ones(1, 4, dtype=torch.bool)
-    with torch.no_grad():
-        for _ in range(args.scenes):
-            scene = sample_scene(rng)
-            patches = _segment_patches(model, proc, scene)  # (4, P, D)
-            key = patches[0].flatten()
-            avg = spatiotemporal_avg_pool(patches[None], one, 3).flatten()
-            motion = grid_pool((patches[3] - patches[0])[None, None], 3).flatten()
-            for k, v in zip(feats, (key, torch.cat([key, avg]), motion, torch.cat([key, motion]))):
-                feats[k].append(v)
-            labels.append(dirs.index(scene.mover.direction))
+    for patches, label in _mover_segments(model, proc, args):
+        key = patches[0].flatten()
+        avg = spatiotemporal_avg_pool(patches[None], one, 3).flatten()
+        motion = _motion_3x3(patches)
+        for k, v in zip(feats, (key, torch.cat([key, avg]), motion, torch.cat([key, motion]))):
+            feats[k].append(v)
+        labels.append(label)
     y = torch.tensor(labels)
     n = args.scenes * 3 // 4
     print(f"direction of motion, 4 classes (chance 25%), {n} training and {args.scenes - n} test scenes, linear probe")
@@ -180,19 +174,13 @@ def _direction_from_trained(model, proc, model_dir: Path, args) -> None:
     what the tower still holds, and what reaches the LLM, whether or not the model learned to answer with it."""
     import torch
 
-    from clapper_core.model.time_perceiver import grid_pool
-    from clapper_core.synthetic.world import DIRECTIONS, sample_scene
-
-    rng, dirs = random.Random(args.seed), list(DIRECTIONS)
     motion, fast, labels = [], [], []
-    with torch.no_grad():
-        for _ in range(args.scenes):
-            scene = sample_scene(rng)
-            patches = _segment_patches(model, proc, scene)  # (4, P, D)
-            motion.append(grid_pool((patches[3] - patches[0])[None, None], 3).flatten())  # (9*D,)
+    for patches, label in _mover_segments(model, proc, args):
+        motion.append(_motion_3x3(patches))
+        with torch.no_grad():
             tokens = model.model.encode_segments(patches, [4])  # (keyframe tokens + fast tokens, Dt)
-            fast.append(tokens[model.config.keyframe_grid ** 2:].flatten())
-            labels.append(dirs.index(scene.mover.direction))
+        fast.append(tokens[model.config.keyframe_grid ** 2:].flatten())
+        labels.append(label)
     y, n = torch.tensor(labels), args.scenes * 3 // 4
     print(f"\n{model_dir}: direction of motion (4 classes), the first table's scenes and probe")
     for name, rows in (("its tower's 3x3 motion", motion), ("its fast tokens", fast)):
@@ -221,6 +209,28 @@ def _shapes_from_tokens(model, proc, model_dir: Path, args, n: int) -> None:
     fast, key = torch.stack(fast), torch.stack(key)
     for name, X in (("fast token", fast), ("keyframe quarter", key), ("both", torch.cat([fast, key], 1))):
         print(f"{name:<24}{X.shape[1]:>7}{100 * _mlp_probe(X, y, n, classes=3):>14.1f}%")
+
+
+def _mover_segments(model, proc, args):
+    """The direction probes' `args.scenes` scenes (seeded by `args.seed`): each one's standardised 4 frames through
+    `model`'s vision tower, (4, P, D), and the index of its mover's direction in `DIRECTIONS`."""
+    import torch
+
+    from clapper_core.synthetic.world import DIRECTIONS, sample_scene
+
+    rng, dirs = random.Random(args.seed), list(DIRECTIONS)
+    for _ in range(args.scenes):
+        scene = sample_scene(rng)
+        with torch.no_grad():
+            patches = _segment_patches(model, proc, scene)  # (4, P, D)
+        yield patches, dirs.index(scene.mover.direction)
+
+
+def _motion_3x3(patches):
+    """The last frame minus the keyframe, pooled to the 3x3 grid: (4, P, D) -> (9*D,)."""
+    from clapper_core.model.time_perceiver import grid_pool
+
+    return grid_pool((patches[3] - patches[0])[None, None], 3).flatten()
 
 
 def _segment_patches(model, proc, scene):

@@ -34,8 +34,10 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (OSError, EXIT_FAILURE),  # a file that cannot be written, a full disk
 )
 
-# What main() turns into one line; anything else is a bug and shows its traceback.
+# What main() reports as the user's problem; anything else is a bug in clapper or a library, reported as an
+# internal error (still one line, exit 1) unless CLAPPER_DEBUG=1 asks for the traceback.
 REPORTED: tuple[type[BaseException], ...] = (E.ClapperError, OSError)
+DEBUG_HINT = "set CLAPPER_DEBUG=1 for the traceback"
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -60,6 +62,11 @@ def report(exc: BaseException) -> int:
     """Print `exc` as one line on stderr (or its traceback in debug mode); return the exit code."""
     if debug_enabled():
         traceback.print_exception(exc, file=sys.stderr)
-    else:
+    elif isinstance(exc, REPORTED):
         print(f"Error: {one_line(exc)}", file=sys.stderr, flush=True)
+    else:
+        text = one_line(exc)
+        what = type(exc).__name__ if text == type(exc).__name__ else f"{type(exc).__name__}: {text}"
+        print(f"Error: internal error: {what} ({DEBUG_HINT})", file=sys.stderr, flush=True)
+        return EXIT_FAILURE
     return exit_code_for(exc)

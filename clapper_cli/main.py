@@ -2,7 +2,8 @@
 
 typer handles usage errors itself (a message and exit 2) and turns Ctrl-C into exit 130;
 every `ClapperError` (and an `OSError` such as an unwritable output) becomes one line on
-stderr through the table in `clapper_cli.errors`.
+stderr through the table in `clapper_cli.errors`, and any other exception (a bug) becomes one
+`Error: internal error: ...` line and exit 1; `CLAPPER_DEBUG=1` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         if code == EXIT_INTERRUPTED:
             print("Interrupted.", file=sys.stderr)
         return code
+    except Exception as exc:  # a bug: one line, never a raw traceback (CLAPPER_DEBUG=1 shows it)
+        return report(exc)
     return 0
 
 

@@ -6,7 +6,10 @@ name that needs them is first used, so `clapper --help` and `clapper probe` stay
 
 from __future__ import annotations
 
+from clapper_core import quiet
 from clapper_core.errors import ClapperError
+
+quiet.install()
 
 
 def __getattr__(name: str):

@@ -20,6 +20,20 @@ QUANTS = ("auto", "bf16", "4bit", "fp32")
 ATTNS = ("auto", "sdpa", "flash_attention_2", "eager")
 
 
+# bitsandbytes quantizes NF4 in blocks of 64 input values. On the CPU its matmul repacks each weight into
+# tiles of 32 output rows and whole blocks of input (bitsandbytes.functional._convert_weight_packed_for_cpu),
+# and fails on any other shape; on CUDA every shape works.
+NF4_BLOCK = 64
+CPU_NF4_ROWS = 32
+
+
+def nf4_quantizable(in_features: int, out_features: int, device: str) -> bool:
+    """Whether bitsandbytes can run a 4-bit linear layer of this shape on `device` ("cuda" or "cpu")."""
+    if device == "cuda":
+        return True
+    return in_features % NF4_BLOCK == 0 and out_features % CPU_NF4_ROWS == 0
+
+
 @dataclass(frozen=True)
 class HardwareChoice:
     device: str  # "cuda" or "cpu"
@@ -82,3 +96,30 @@ def choose_hardware(
     if attn == "auto":
         attn = "flash_attention_2" if flash and dev == "cuda" else "sdpa"
     return HardwareChoice(device=dev, dtype=dtype, attn_implementation=attn, quant=quant)
+
+
+def nf4_matmul_check(device: str) -> str | None:
+    """Run one small 4-bit matmul through bitsandbytes on `device`; None when it works, else why not (one line).
+
+    Importing bitsandbytes proves little: its kernels are chosen per device when first used."""
+    try:
+        import bitsandbytes as bnb
+        import torch
+
+        torch.manual_seed(0)
+        dense = torch.nn.Linear(NF4_BLOCK, CPU_NF4_ROWS, bias=False)
+        layer = bnb.nn.Linear4bit(NF4_BLOCK, CPU_NF4_ROWS, bias=False, quant_type="nf4",
+                                  compute_dtype=torch.float32)
+        layer.weight = bnb.nn.Params4bit(dense.weight.data.clone(), requires_grad=False, quant_type="nf4")
+        layer = layer.to(device).eval()
+        x = torch.randn(2, NF4_BLOCK)
+        with torch.inference_mode():
+            got = layer(x.to(device)).float().cpu()
+            want = dense(x)
+    except Exception as exc:  # any failure is the answer: reported, never raised
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        return f"{type(exc).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
+    error = float((got - want).norm() / want.norm())
+    if not error < 0.2:  # NF4 keeps a random layer's output within about 10%
+        return f"a 4-bit matmul ran but is off by {error:.0%} against float32"
+    return None

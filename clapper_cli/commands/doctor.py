@@ -93,9 +93,26 @@ def check_packages() -> list[Check]:
         version = _version(dist)
         if version is None:
             checks.append(Check(dist, FAIL if required else WARN, f"not installed; {hint}", required=required))
+        elif dist == "bitsandbytes":
+            checks.append(check_four_bit(version))
         else:
             checks.append(Check(dist, OK, version, required=required))
     return checks
+
+
+def check_four_bit(version: str) -> Check:
+    """bitsandbytes is only as good as its 4-bit matmul on this machine's device: run one."""
+    from clapper_core.hardware import _cuda_available, nf4_matmul_check
+
+    try:
+        device = "cuda" if _cuda_available() else "cpu"
+    except Exception:  # no torch: reported by check_torch
+        return Check("bitsandbytes", WARN, f"{version}; not checked (torch cannot be imported)")
+    failure = nf4_matmul_check(device)
+    if failure is None:
+        return Check("bitsandbytes", OK, f"{version}, a 4-bit matmul runs on the {device}")
+    return Check("bitsandbytes", WARN, f"{version}, but a 4-bit matmul fails on the {device} ({failure}): "
+                                       "--quant 4bit will not work; use --quant bf16 or reinstall bitsandbytes")
 
 
 def check_av() -> list[Check]:

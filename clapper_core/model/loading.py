@@ -162,7 +162,7 @@ def _quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-def _from_pretrained_kwargs(hw: HardwareChoice) -> dict:
+def _from_pretrained_kwargs(hw: HardwareChoice, skip_modules: list[str]) -> dict:
     kwargs = {"dtype": hw.torch_dtype, "attn_implementation": hw.attn_implementation}
     if hw.quant == "4bit":
         from transformers import BitsAndBytesConfig
@@ -171,12 +171,41 @@ def _from_pretrained_kwargs(hw: HardwareChoice) -> dict:
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_compute_dtype=hw.torch_dtype,
-            llm_int8_skip_modules=SKIP_QUANT_MODULES,
+            llm_int8_skip_modules=SKIP_QUANT_MODULES + [re.escape(name) for name in skip_modules],
         )
         kwargs["device_map"] = {"": hw.device}
     elif hw.device == "cuda":
         kwargs["device_map"] = {"": "cuda"}
     return kwargs
+
+
+def unquantizable_layers(config, device: str) -> tuple[list[str], int]:
+    """The LLM's linear layers that bitsandbytes cannot run in 4 bits on `device`, and how many linear
+    layers 4-bit would otherwise cover. Read from the model built on the meta device (no memory, no weights)."""
+    import torch
+
+    from clapper_core.hardware import nf4_quantizable
+    from clapper_core.model.modeling_clapper import ClapperForConditionalGeneration
+
+    with torch.device("meta"):
+        skeleton = ClapperForConditionalGeneration(config)
+    skipped = tuple(prefix + "." for prefix in SKIP_QUANT_MODULES)
+    linears = [
+        (name, module) for name, module in skeleton.named_modules()
+        if isinstance(module, torch.nn.Linear) and not (name + ".").startswith(skipped)
+    ]
+    kept = [name for name, m in linears if not nf4_quantizable(m.in_features, m.out_features, device)]
+    return kept, len(linears)
+
+
+def _four_bit_notice(kept: list[str], total: int, hw: HardwareChoice) -> str | None:
+    if not kept:
+        return None
+    return (
+        f"4-bit: {len(kept)} of the LLM's {total} linear layers stay in {hw.dtype} (bitsandbytes cannot run "
+        f"their shape on the {hw.device}; 4-bit on the CPU needs widths that are multiples of 64), "
+        f"{total - len(kept)} are NF4"
+    )
 
 
 # --- loading -----------------------------------------------------------------------------
@@ -194,7 +223,8 @@ def load_model(cfg: LoadConfig) -> LoadedModel:
     if not any(any(model_dir.glob(p)) for p in WEIGHT_PATTERNS):
         raise ModelFormatError(f"{model_dir} has a config but no weights (*.safetensors); the download is incomplete")
 
-    kwargs = _from_pretrained_kwargs(hw)
+    kept, total = unquantizable_layers(config, hw.device) if hw.quant == "4bit" else ([], 0)
+    kwargs = _from_pretrained_kwargs(hw, kept)
     if kind == llava_onevision.MODEL_TYPE:
         kwargs["key_mapping"] = llava_onevision.LEGACY_KEY_MAPPING
     with _quiet_transformers():
@@ -222,7 +252,7 @@ def load_model(cfg: LoadConfig) -> LoadedModel:
     except (OSError, ValueError) as exc:
         raise ModelFormatError(f"cannot load the tokenizer of {model_dir}: {_first_line(exc)}") from exc
     model.eval()
-    notices = []
+    notices = [n for n in (_four_bit_notice(kept, total, hw),) if n]
     if kind == llava_onevision.MODEL_TYPE:
         notices.append(f"loaded the LLaVA-OneVision checkpoint {model_dir.name} as Clapper")
     tp = model.model.time_perceiver

@@ -130,16 +130,57 @@ def test_hub_id_offline_and_not_cached(monkeypatch, tmp_path):
         load_model(LoadConfig(model="someone/clapper-7b", device="cpu"))
 
 
-def test_four_bit_on_the_cpu_loads_and_generates(tiny_model_dir, tiny_frames):
+@pytest.fixture(scope="module")
+def odd_width_model_dir(tmp_path_factory):
+    """A tiny Clapper whose LLM is 64 wide (NF4 on the CPU) with an MLP 96 wide: its down_proj reads 96 inputs,
+    not a whole number of bitsandbytes' 64-value blocks, so the CPU cannot run it in 4 bits."""
+    from clapper_core.model.tiny import build_tiny_clapper
+
+    return build_tiny_clapper(tmp_path_factory.mktemp("odd_width"),
+                              text_config={"hidden_size": 64, "intermediate_size": 96})
+
+
+def test_four_bit_on_the_cpu_keeps_layers_it_cannot_run(odd_width_model_dir, tiny_frames):
     pytest.importorskip("bitsandbytes")
-    loaded = load_model(LoadConfig(model=str(tiny_model_dir), device="cpu", quant="4bit"))
+    loaded = load_model(LoadConfig(model=str(odd_width_model_dir), device="cpu", quant="4bit"))
     assert loaded.hardware.quant == "4bit" and "4-bit" in loaded.hardware.describe()
-    layer = loaded.model.model.language_model.layers[0].self_attn.q_proj
-    assert type(layer).__name__ == "Linear4bit"
+    llm = loaded.model.model.language_model
+    for layer in llm.layers:
+        assert type(layer.self_attn.q_proj).__name__ == "Linear4bit"
+        assert type(layer.mlp.gate_proj).__name__ == "Linear4bit"
+        assert type(layer.mlp.down_proj) is torch.nn.Linear  # 96 inputs: kept in float32
     assert type(loaded.model.model.multi_modal_projector.linear_1) is torch.nn.Linear  # kept out of 4-bit
     assert type(loaded.model.model.vision_tower.encoder.layers[0].self_attn.q_proj) is torch.nn.Linear
+    assert loaded.notices[0] == ("4-bit: 2 of the LLM's 14 linear layers stay in float32 (bitsandbytes cannot run "
+                                 "their shape on the cpu; 4-bit on the CPU needs widths that are multiples of 64), "
+                                 "12 are NF4")
     frames, ts = tiny_frames
     session = VideoSession(loaded, frames=frames, timestamps=ts)
     gen = GenerationConfig(max_new_tokens=5)
     assert session.ask("what happens?", gen) == session.ask("what happens?", gen)
     assert 1 <= session.last_stats.new_tokens <= 5  # a random model may stop early
+
+
+def test_ask_in_four_bits_with_the_demo_model_on_the_cpu(tiny_video, capsys):
+    """The demo model's LLM is 96 wide: most of its layers cannot be NF4 on the CPU, and `ask` still answers."""
+    pytest.importorskip("bitsandbytes")
+    from clapper_cli.main import main
+
+    code = main(["ask", str(tiny_video), "What colour is the circle?", "--quant", "4bit", "--device", "cpu",
+                 "--max-new-tokens", "8", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["precision"] == "4bit" and record["new_tokens"] >= 1
+    assert "4-bit: 24 of the LLM's 28 linear layers stay in float32" in err
+    assert "kernels-community" not in err and "Traceback" not in err
+
+
+def test_unquantizable_layers_are_read_from_the_config(odd_width_model_dir):
+    from clapper_core.model.configuration_clapper import ClapperConfig
+    from clapper_core.model.loading import unquantizable_layers
+
+    config = ClapperConfig.from_pretrained(str(odd_width_model_dir))
+    kept, total = unquantizable_layers(config, "cpu")
+    assert total == 14 and kept == [f"model.language_model.layers.{i}.mlp.down_proj" for i in range(2)]
+    assert unquantizable_layers(config, "cuda") == ([], 14)  # CUDA runs every shape

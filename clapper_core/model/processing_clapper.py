@@ -92,7 +92,9 @@ class ClapperProcessor:
 
     def preprocess_frames(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """RGB uint8 frames (T, H, W, 3) -> SigLIP input (T, 3, S, S): resize, rescale, normalise."""
-        x = torch.as_tensor(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+        if isinstance(frames, np.ndarray):  # torch shares the memory, so it must be contiguous and writable
+            frames = torch.from_numpy(np.require(frames, requirements=("C_CONTIGUOUS", "WRITEABLE")))
+        x = frames
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ConfigError(f"frames must be (T, H, W, 3) RGB, got shape {tuple(x.shape)}")
         x = x.permute(0, 3, 1, 2).float().div_(255.0)  # (T, 3, H, W) in [0, 1]

@@ -527,7 +527,7 @@ def _load_image(info: VideoInfo, config: SamplingConfig) -> np.ndarray:
         if config.max_short_side is not None and min(im.size) > config.max_short_side:
             scale = config.max_short_side / min(im.size)
             im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.BOX)
-        return np.asarray(im, dtype=np.uint8)[None]  # (1, H, W, 3)
+        return np.array(im, dtype=np.uint8)[None]  # (1, H, W, 3); a copy, writable like decoded video frames
 
 
 def load_clip(path: str | os.PathLike, config: SamplingConfig = SamplingConfig()) -> Clip:

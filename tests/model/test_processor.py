@@ -89,3 +89,26 @@ def test_save_and_load(processor, tmp_path):
     processor.save_pretrained(tmp_path)
     back = ClapperProcessor.from_pretrained(tmp_path, processor.config)
     assert back.image_mean == processor.image_mean and back.question_ids("x") == processor.question_ids("x")
+
+
+def test_read_only_frames_raise_no_warning():
+    """A read-only array (an image's frames, say) reaches torch without NumPy's "not writable" warning.
+
+    torch gives that warning once per process, so the check runs in a fresh one.
+    """
+    import subprocess
+    import sys
+
+    code = """if True:
+        import warnings
+        import numpy as np
+        from clapper_core.model.processing_clapper import ClapperProcessor
+        warnings.simplefilter("error")
+        p = object.__new__(ClapperProcessor)
+        p.image_size, p.image_mean, p.image_std = 8, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+        frames = np.full((1, 8, 8, 3), 255, np.uint8)
+        frames.flags.writeable = False
+        assert float(p.preprocess_frames(frames).min()) == 1.0
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "not writable" not in done.stderr, done.stderr

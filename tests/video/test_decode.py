@@ -293,3 +293,7 @@ def test_probe_and_load_do_not_import_torch(tiny_video):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
     assert out.stdout.strip() == "False False"
+
+
+def test_image_frames_are_writable_like_video_frames(still_image, tiny_video):
+    assert load_clip(still_image).frames.flags.writeable and load_clip(tiny_video).frames.flags.writeable

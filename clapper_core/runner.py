@@ -15,7 +15,8 @@ into a rich display on stderr; a script can pass its own callable or none.
 Several questions about one video decode and encode it once. `caption_batch` loads the model
 once, walks directories in a stable order, appends one JSON line per video to `output` as
 soon as it is done (an interrupted run loses nothing, a re-run skips what is there), records
-a failed video and goes on, and splits the work across processes under torchrun.
+a failed video and goes on, and splits the work across processes under torchrun. Images in a
+directory are taken too: an image is a one-frame video.
 """
 
 from __future__ import annotations
@@ -23,17 +24,23 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clapper_core.batch_files import (  # noqa: F401  (part of this module's interface)
+    VIDEO_EXTENSIONS,
+    BatchInterrupted,
+    BatchSummary,
+    drop_failures,
+    failed_before,
+    find_videos,
+    media_suffixes,
+)
 from clapper_core.errors import ClapperError, ConfigError, DataError, VideoNotFoundError
 from clapper_core.records import Record, Timings
 from clapper_core.settings import DEMO_MODEL, Settings
 
-VIDEO_EXTENSIONS = frozenset(
-    ".mp4 .m4v .mkv .mov .avi .webm .mpg .mpeg .ts .mts .m2ts .flv .wmv .3gp .ogv .gif".split()
-)
 STAGES = ("load", "decode", "encode", "generate")
 DEMO_NOTICE = (
     f"Using the built-in demo model ({DEMO_MODEL}): it only knows a synthetic world of moving shapes. "
@@ -230,60 +237,6 @@ def _check_file(video: str | os.PathLike[str]) -> None:
 # --- batches ------------------------------------------------------------------------------
 
 
-def find_videos(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
-    """Every video under `paths`, in a stable order: files as given, directories walked recursively.
-
-    Inside a directory, files are sorted by path and hidden files and folders are skipped; a file
-    named directly is taken whatever its extension. Each video appears once.
-    """
-    found: list[str] = []
-    seen: set[Path] = set()
-    for given in paths:
-        path = Path(given)
-        if not path.exists():
-            raise VideoNotFoundError(f"{path}: no such file or directory; check the path")
-        candidates = [path] if path.is_file() else _walk(path)
-        for candidate in candidates:
-            resolved = candidate.resolve()
-            if resolved not in seen:
-                seen.add(resolved)
-                found.append(str(candidate))
-    return found
-
-
-def _walk(directory: Path) -> list[Path]:
-    out = []
-    for root, dirs, files in os.walk(directory, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out += [Path(root, f) for f in sorted(files)
-                if not f.startswith(".") and Path(f).suffix.lower() in VIDEO_EXTENSIONS]
-    return sorted(out, key=lambda p: p.as_posix())
-
-
-@dataclass
-class BatchSummary:
-    total: int = 0  # videos found
-    succeeded: int = 0
-    failed: int = 0
-    skipped: int = 0  # already in the output file
-    output: str | None = None
-    seconds: float = 0.0
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (video, error)
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def ok(self) -> bool:
-        return self.failed == 0
-
-    def describe(self) -> str:
-        text = f"{self.succeeded} captioned, {self.failed} failed, {self.skipped} skipped (already in the output)"
-        text += f" of {self.total} videos in {self.seconds:.1f} s"
-        if self.world_size > 1:
-            text += f" on rank {self.rank} of {self.world_size}"
-        return text + (f"; results in {self.output}" if self.output else "")
-
-
 def _recoverable() -> tuple[type[BaseException], ...]:
     """Errors that fail one video, not the batch: ours, and running out of memory on a long video."""
     kinds: list[type[BaseException]] = [ClapperError, MemoryError]
@@ -293,20 +246,6 @@ def _recoverable() -> tuple[type[BaseException], ...]:
     if torch is not None and hasattr(torch, "OutOfMemoryError"):
         kinds.append(torch.OutOfMemoryError)
     return tuple(kinds)
-
-
-def drop_failures(output: str | os.PathLike[str]) -> int:
-    """Remove failed records from a caption output so that a re-run tries those videos again."""
-    from clapper_core.distributed import read_jsonl
-
-    path = Path(output)
-    lines = read_jsonl(path, repair=True)
-    keep = [line for line, obj in lines if obj.get("error") is None]
-    if len(keep) != len(lines):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
-        os.replace(tmp, path)
-    return len(lines) - len(keep)
 
 
 def caption_batch(
@@ -339,8 +278,8 @@ def caption_batch(
         raise ConfigError("under torchrun, caption needs --output FILE.jsonl to merge the processes' results")
     videos = find_videos(paths)
     if not videos:
-        raise DataError(f"no video files found in {', '.join(map(str, paths))} "
-                        f"(looked for {', '.join(sorted(VIDEO_EXTENSIONS))})")
+        raise DataError(f"no video or image files found in {', '.join(map(str, paths))} "
+                        f"(looked for {', '.join(sorted(media_suffixes()))})")
     start = time.perf_counter()
     summary = BatchSummary(total=len(videos), output=str(output) if output else None,
                            rank=info.rank, world_size=info.world_size)
@@ -359,6 +298,10 @@ def caption_batch(
                             resume=not overwrite)
         todo = sink.pending
         summary.skipped = sink.skipped
+        if sink.skipped:
+            pending = set(todo)
+            skipped = [i for i in shard_indices(len(videos), info.rank, info.world_size) if i not in pending]
+            summary.failed_before = failed_before(dict.fromkeys((sink.output, sink.path)), videos, skipped)
     else:
         todo = list(shard_indices(len(videos), info.rank, info.world_size))
 
@@ -385,6 +328,8 @@ def caption_batch(
                        total=len(todo) + summary.skipped))
         if sink is not None:
             sink.finish()
+    except KeyboardInterrupt as exc:
+        raise BatchInterrupted(summary) from exc
     finally:
         if sink is not None:
             sink.close()

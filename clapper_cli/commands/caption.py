@@ -24,7 +24,9 @@ EPILOG = """\
   [cyan]clapper caption videos/ --prompt "List the objects that move." --json | jq -r .answer[/cyan]
   [cyan]torchrun --nproc-per-node 8 -m clapper_cli.main caption videos/ -o captions.jsonl[/cyan]   [dim]# one GPU each[/dim]
 
-Exit code 1 when any video failed; the failures are recorded in the output with their error.
+Exit code 1 when any video failed, in this run or (recorded in --output) an earlier one; the failures are
+recorded in the output with their error, and --retry-failed tries them again. Ctrl-C exits 130 and keeps every
+finished video in --output.
 """
 
 
@@ -65,7 +67,7 @@ def caption(
     quiet: opt.Quiet = False,
 ) -> None:
     """Caption every video in the given files and directories."""
-    from clapper_core.runner import Event, caption_batch
+    from clapper_core.runner import BatchInterrupted, Event, caption_batch
     from clapper_core.settings import resolve
 
     from clapper_cli.render import Display
@@ -83,12 +85,28 @@ def caption(
             if event.kind == "video_done" and event.record is not None:
                 _print_record(event.record, json_output=json_output, single=single)
 
-        summary = caption_batch(paths, settings, output=output, overwrite=overwrite,
-                                retry_failed=retry_failed, on_event=on_event)
+        try:
+            summary = caption_batch(paths, settings, output=output, overwrite=overwrite,
+                                    retry_failed=retry_failed, on_event=on_event)
+        except BatchInterrupted as exc:
+            display.stop()
+            print(describe_interrupted(exc.summary), file=sys.stderr, flush=True)
+            raise
     if summary.total > 1 or not summary.ok or summary.skipped:
         display.info(summary.describe())
     if not summary.ok:
         raise typer.Exit(1)
+
+
+def describe_interrupted(summary) -> str:
+    """What an interrupted batch kept, and how to go on."""
+    if not summary.output:
+        done = summary.succeeded + summary.failed
+        return (f"{done} of {summary.total} videos were captioned above; nothing was saved "
+                "(with --output FILE.jsonl a re-run resumes).")
+    where = f" (rank {summary.rank} of {summary.world_size})" if summary.world_size > 1 else ""
+    return (f"{summary.saved} of {summary.total} videos are saved in {summary.output}{where}; "
+            "run the same command again to resume.")
 
 
 def _print_record(record, *, json_output: bool, single: bool) -> None:

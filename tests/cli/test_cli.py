@@ -72,6 +72,34 @@ def test_caption_json_lines_and_failures_continue(fake_model, clip_tree, tmp_pat
     assert "4 captioned, 1 failed, 0 skipped" in result.stderr and "failed: " in result.stderr
 
 
+def test_caption_rerun_over_recorded_failures_exits_1_and_says_how_to_retry(fake_model, clip_tree, tmp_path):
+    bad = corrupt_video(tmp_path / "broken.mp4")
+    out = tmp_path / "out.jsonl"
+    assert run("caption", str(clip_tree), str(bad), "-o", str(out)).exit_code == 1
+    again = run("caption", str(clip_tree), str(bad), "-o", str(out))
+    assert again.exit_code == 1 and again.stdout == ""
+    assert "0 captioned, 0 failed, 5 skipped" in again.stderr
+    assert f"1 video failed in an earlier run (recorded in {out}); add --retry-failed" in again.stderr
+    done = run("caption", str(clip_tree), "-o", str(out))  # only the videos that worked: nothing to say
+    assert done.exit_code == 0 and "earlier run" not in done.stderr
+    retried = run("caption", str(clip_tree), str(bad), "-o", str(out), "--retry-failed")
+    assert retried.exit_code == 1 and "0 captioned, 1 failed, 4 skipped" in retried.stderr
+    assert "earlier run" not in retried.stderr and len(out.read_text().splitlines()) == 5
+
+
+def test_caption_walk_takes_images(fake_model, tmp_path):
+    from tests.fixtures.video import make_image, make_video
+
+    (tmp_path / "media").mkdir()
+    make_image(tmp_path / "media" / "b.png")
+    make_image(tmp_path / "media" / "a.jpg")
+    make_video(tmp_path / "media" / "c.mp4", frames=10, fps=10)
+    result = run("caption", str(tmp_path / "media"))
+    assert result.exit_code == 0, result.stderr
+    assert [line.split(": ", 1)[0] for line in result.stdout.splitlines()] == [
+        str(tmp_path / "media" / name) for name in ("a.jpg", "b.png", "c.mp4")]
+
+
 def test_caption_text_output(fake_model, clip_tree):
     result = run("caption", str(clip_tree))
     assert result.exit_code == 0

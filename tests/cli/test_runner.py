@@ -9,6 +9,7 @@ from clapper_core.records import Record, validate
 from clapper_core.settings import resolve
 from tests.cli.conftest import corrupt_video
 from tests.cli.fake_model import answer_for
+from tests.fixtures.video import make_image, make_video
 
 
 def test_find_videos_walks_in_a_stable_order(clip_tree):
@@ -20,6 +21,32 @@ def test_find_videos_walks_in_a_stable_order(clip_tree):
     assert [Path(p).name for p in again] == ["c.mkv", "a.mp4", "b.mp4", "d.mp4"]
     with pytest.raises(VideoNotFoundError, match="no such file or directory"):
         runner.find_videos([clip_tree / "nope"])
+
+
+def test_directory_walk_takes_images_as_one_frame_videos(tmp_path):
+    root = tmp_path / "media"
+    (root / "stills").mkdir(parents=True)
+    make_video(root / "b.mp4", frames=10, fps=10)
+    make_image(root / "a.PNG")
+    make_image(root / "stills" / "c.jpg")
+    make_image(root / "stills" / "d.webp")
+    (root / "notes.txt").write_text("not media")
+    names = [Path(p).relative_to(root).as_posix() for p in runner.find_videos([root])]
+    assert names == ["a.PNG", "b.mp4", "stills/c.jpg", "stills/d.webp"]
+    assert runner.find_videos([root]) == runner.find_videos([root])  # the same order every time
+
+
+def test_caption_batch_captions_images_found_in_a_directory(fake_model, tmp_path):
+    root = tmp_path / "media"
+    root.mkdir()
+    make_image(root / "still.png")
+    make_video(root / "clip.mp4", frames=10, fps=10)
+    records = []
+    summary = runner.caption_batch([root], resolve({"fps": 10}), on_event=lambda e: records.append(e.record)
+                                   if e.kind == "video_done" else None)
+    assert summary.ok and summary.succeeded == 2
+    assert [Path(r.video).name for r in records] == ["clip.mp4", "still.png"]
+    assert records[0].frames > 1 and records[1].frames == 1
 
 
 def test_ask_streams_pieces_then_a_record_per_question(fake_model, tiny_video):
@@ -58,11 +85,15 @@ def test_caption_batch_appends_resumes_and_records_failures(fake_model, clip_tre
     assert [e.index for e in done] == [1, 2, 3, 4, 5]
 
     again = runner.caption_batch([clip_tree, bad], resolve(), output=out)
-    assert (again.succeeded, again.failed, again.skipped) == (0, 0, 5)
+    assert (again.succeeded, again.failed, again.skipped, again.failed_before) == (0, 0, 5, 1)
+    assert not again.ok and "1 video failed in an earlier run" in again.describe()
+    assert "--retry-failed" in again.describe()
     assert len(out.read_text().splitlines()) == 5
+    others = runner.caption_batch([clip_tree], resolve(), output=out)  # the failed video not asked for
+    assert others.ok and (others.skipped, others.failed_before) == (4, 0)
 
     retried = runner.caption_batch([clip_tree, bad], resolve(), output=out, retry_failed=True)
-    assert (retried.failed, retried.skipped) == (1, 4)
+    assert (retried.failed, retried.skipped, retried.failed_before) == (1, 4, 0)
     assert len(out.read_text().splitlines()) == 5
 
     fresh = runner.caption_batch([clip_tree], resolve({"prompt": "List objects."}), output=out, overwrite=True)
@@ -83,7 +114,7 @@ def test_caption_resume_cuts_a_torn_last_line(fake_model, clip_tree, tmp_path):
 
 def test_caption_batch_errors(fake_model, tmp_path, clip_tree):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="no video files found"):
+    with pytest.raises(DataError, match="no video or image files found"):
         runner.caption_batch([tmp_path / "empty"], resolve())
     with pytest.raises(ConfigError, match="is a directory"):
         runner.caption_batch([clip_tree], resolve(), output=tmp_path)

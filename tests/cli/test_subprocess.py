@@ -70,15 +70,33 @@ def test_killed_caption_run_resumes_without_duplicates(clip_tree, tmp_path):
     assert sorted(videos) == sorted(set(videos)) and len(videos) == 4
 
 
-def test_ctrl_c_exits_130_and_keeps_what_is_done(clip_tree, tmp_path):
+def test_ctrl_c_exits_130_keeps_what_is_done_says_so_and_the_same_command_resumes(clip_tree, tmp_path):
     out = tmp_path / "captions.jsonl"
-    proc = fake_clapper("caption", str(clip_tree), "-o", str(out), stall_after=1)
-    _wait_for_lines(out, 1)
+    command = ("caption", str(clip_tree), "-o", str(out))
+    proc = fake_clapper(*command, stall_after=2)
+    _wait_for_lines(out, 2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    stdout, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "Interrupted." in err and "Traceback" not in err
     lines = out.read_text().splitlines()
-    assert len(lines) >= 1 and all(validate(json.loads(line)) == [] for line in lines)
+    assert len(lines) == 2 and all(validate(json.loads(line)) == [] for line in lines)
+    assert len(stdout.splitlines()) == 2  # every finished caption was printed too
+    assert f"2 of 4 videos are saved in {out}; run the same command again to resume." in err
+    again = fake_clapper(*command)
+    stdout, err = again.communicate(timeout=60)
+    assert again.returncode == 0 and "2 captioned, 0 failed, 2 skipped" in err
+    videos = [json.loads(line)["video"] for line in out.read_text().splitlines()]
+    assert videos[:2] == [json.loads(line)["video"] for line in lines] and len(set(videos)) == 4
+    assert [line.split(": ", 1)[0] for line in stdout.splitlines()] == videos[2:]
+
+
+def test_ctrl_c_without_output_says_nothing_was_saved(clip_tree):
+    proc = fake_clapper("caption", str(clip_tree), stall_after=1)
+    assert proc.stdout.readline().startswith(str(clip_tree))  # the first caption is out
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert "1 of 4 videos were captioned above; nothing was saved (with --output FILE.jsonl" in err
 
 
 def test_failed_video_exit_1_with_summary(clip_tree, tmp_path):

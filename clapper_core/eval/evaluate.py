@@ -302,6 +302,9 @@ def evaluate(
     sink = ShardedJsonl(results, keys=[q.id for q in questions], record_key=lambda o: o["extra"]["id"],
                         groups=[q.video for q in questions], info=info, resume=not options.overwrite)
     total = len(sink.pending) + sink.skipped
+    if sink.skipped:
+        emit(Event("notice", message=f"resuming from {results}: {sink.skipped} of {total} questions already "
+                                     "answered (--overwrite starts afresh)."))
     emit(Event("batch", total=total, skipped=sink.skipped))
     cache = _Encoded()
     failed_videos: set[str] = set()

@@ -39,10 +39,12 @@ def test_plain_run_prints_nothing_on_stdout_and_resumes(cli, bench_path, capsys)
     args = ["eval", str(bench_path), "-m", "fake-model", "--frames", "8", "-o", "out"]
     assert main(args + ["--limit", "3"]) == 0
     out, err = capsys.readouterr()
-    assert out == "" and "overall" in err
+    assert out == "" and "overall" in err and "resuming" not in err
     assert FakeSession.asked == 3
     assert main(args) == 0
     assert FakeSession.asked == 6  # 3 more: q3, q4, q6 (q5's video is missing)
+    _, err = capsys.readouterr()
+    assert "resuming from out/results.jsonl: 3 of 7 questions already answered (--overwrite starts afresh)" in err
     assert json.loads((cli / "out" / "report.json").read_text())["correct"] == 4
 
 

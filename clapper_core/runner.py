@@ -60,6 +60,7 @@ class Event:
       "batch"       a batch starts: `total` videos to do, `skipped` already done
       "stage"       `stage` (load/decode/encode/generate) starts for `video`
       "stage_done"  `stage` finished after `seconds`
+      "tokens"      `index` pieces of `video`'s answer generated so far, at most `total`
       "video_done"  `video` finished (`record`, `index` of `total`; the record may hold an error)
     """
 
@@ -184,9 +185,12 @@ class VideoJob:
     def stream(self, question: str) -> Iterator[str | Record]:
         """Text pieces of the answer as they are generated, then the finished `Record`."""
         pieces: list[str] = []
+        limit = self.generation.max_new_tokens
         with _Stage(self.emit, "generate", self.video):
-            for piece in self.session.stream(question, self.generation):
+            for piece in without_leading_space(self.session.stream(question, self.generation)):
                 pieces.append(piece)
+                # a piece is one token, or a few when a character spans several: close enough to count
+                self.emit(Event("tokens", video=self.video, index=len(pieces), total=limit))
                 yield piece
         stats = self.session.last_stats
         record = self.base_record(question)
@@ -224,6 +228,18 @@ def ask(video: str | os.PathLike[str], questions: Sequence[str], settings: Setti
     job = open_video(video, settings, on_event=on_event, loaded=loaded)
     for question in questions:
         yield from job.stream(question)
+
+
+def without_leading_space(pieces: Iterable[str]) -> Iterator[str]:
+    """The pieces of an answer without the whitespace some tokenizers put before its first word."""
+    started = False
+    for piece in pieces:
+        if not started:
+            piece = piece.lstrip()
+            started = bool(piece)
+            if not started:
+                continue
+        yield piece
 
 
 def _check_file(video: str | os.PathLike[str]) -> None:

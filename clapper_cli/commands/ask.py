@@ -66,7 +66,9 @@ def ask(
     ))
     with Display(quiet=quiet, json_output=json_output) as display:
         job = runner.open_video(video, settings, on_event=display)
-        for question in questions:
+        for n, question in enumerate(questions):
+            if n and not json_output:
+                sys.stdout.write("\n")  # a blank line between answers tells them apart
             label = len(questions) > 1 and not json_output and sys.stdout.isatty()
             _answer(job, question, display, json_output=json_output, label=label)
         if chat:

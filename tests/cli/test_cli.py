@@ -32,21 +32,27 @@ def test_every_command_has_examples(command):
     assert result.exit_code == 0 and "Examples" in result.stdout and "clapper " + command in result.stdout
 
 
-def test_ask_prints_answers_only_on_stdout(fake_model, tiny_video):
-    result = run("ask", str(tiny_video), "what happens?", "and then?")
+def test_ask_prints_answers_only_on_stdout_a_blank_line_apart(fake_model, tiny_video):
+    result = run("ask", str(tiny_video), "what happens?", "and then?", "why?")
     assert result.exit_code == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert len(lines) == 2 and lines[0].endswith("asked: what happens?") and lines[1].endswith("asked: and then?")
+    answers = result.stdout.split("\n\n")
+    assert [a.strip().split("asked: ")[1] for a in answers] == ["what happens?", "and then?", "why?"]
+    assert result.stdout.startswith("Saw ") and result.stdout.endswith("asked: why?\n")
     assert "demo model" in result.stderr and "visual tokens" in result.stderr
+    one = run("ask", str(tiny_video), "what happens?")
+    assert one.stdout.startswith("Saw ") and one.stdout.endswith("asked: what happens?\n")
+    assert "\n\n" not in one.stdout
 
 
 def test_ask_json_is_one_object_per_question(fake_model, tiny_video):
-    result = run("ask", str(tiny_video), "what happens?", "--json", "--fps", "2")
+    result = run("ask", str(tiny_video), "what happens?", "and then?", "--json", "--fps", "2")
     assert result.exit_code == 0
-    (line,) = result.stdout.splitlines()
-    obj = json.loads(line)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith("{") for line in lines)
+    obj = json.loads(lines[0])
     assert validate(obj) == [] and obj["answer"] == answer_for("what happens?", obj["frames"])
     assert obj["task"] == "ask" and obj["question"] == "what happens?"
+    assert json.loads(lines[1])["question"] == "and then?"
 
 
 def test_quiet_silences_stderr(fake_model, tiny_video):

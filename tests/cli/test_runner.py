@@ -8,7 +8,7 @@ from clapper_core.errors import ConfigError, DataError, VideoNotFoundError
 from clapper_core.records import Record, validate
 from clapper_core.settings import resolve
 from tests.cli.conftest import corrupt_video
-from tests.cli.fake_model import answer_for
+from tests.cli.fake_model import FakeSession, answer_for
 from tests.fixtures.video import make_image, make_video
 
 
@@ -47,6 +47,34 @@ def test_caption_batch_captions_images_found_in_a_directory(fake_model, tmp_path
     assert summary.ok and summary.succeeded == 2
     assert [Path(r.video).name for r in records] == ["clip.mp4", "still.png"]
     assert records[0].frames > 1 and records[1].frames == 1
+
+
+def test_first_piece_loses_its_leading_space():
+    assert list(runner.without_leading_space([" ", "\n A", " red", " square"])) == ["A", " red", " square"]
+    assert list(runner.without_leading_space(["Saw", " 3"])) == ["Saw", " 3"]
+    assert list(runner.without_leading_space([])) == []
+
+
+def test_answer_and_record_start_without_a_space(fake_model, tiny_video, monkeypatch):
+    stream = FakeSession.stream
+    monkeypatch.setattr(FakeSession, "stream", _with_space(stream))
+    items = list(runner.ask(tiny_video, ["what?"], resolve()))
+    assert items[0] == "Saw" and items[-1].answer == answer_for("what?", items[-1].frames)
+
+
+def _with_space(stream):
+    def spaced(self, question, gen=None):
+        for i, piece in enumerate(stream(self, question, gen)):
+            yield " " + piece if i == 0 else piece
+    return spaced
+
+
+def test_generation_reports_tokens_as_they_come(fake_model, tiny_video):
+    events = []
+    *_, record = runner.ask(tiny_video, ["what?"], resolve({"max_new_tokens": 50}), on_event=events.append)
+    tokens = [(e.index, e.total) for e in events if e.kind == "tokens"]
+    n = len(record.answer.split(" "))  # the stand-in model yields one word per piece
+    assert tokens == [(i, 50) for i in range(1, n + 1)]
 
 
 def test_ask_streams_pieces_then_a_record_per_question(fake_model, tiny_video):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
 from clapper_core.records import Record
@@ -19,6 +20,10 @@ STAGE_LABELS = {
     "encode": "encoding",
     "generate": "generating",
 }
+# The progress display's columns are this wide whatever the file name, so the bars never move.
+NAME_WIDTH = 28
+STAGE_WIDTH = max(map(len, STAGE_LABELS.values())) + 1
+COUNT_WIDTH = 16
 
 
 def stderr_is_terminal() -> bool:
@@ -44,6 +49,7 @@ class Display:
         self._stage_task: Any = None
         self._status: Any = None
         self._console: Any = None
+        self._eta: SmoothedEta | None = None
 
     # -- plain lines ----------------------------------------------------------------------
 
@@ -93,17 +99,24 @@ class Display:
             self.stop()
 
     def _batch_event(self, event: Event) -> None:
-        """`caption`: videos done / total with ETA, and the current file's stage."""
+        """`caption`: videos done / total with a smoothed ETA, and the current file's stage and tokens."""
         if event.kind == "batch":
             self._start_progress(event.total, event.skipped)
         elif self._progress is None:
             return
         elif event.kind == "stage":
             name = os.path.basename(event.video) if event.video else "model"
-            label = STAGE_LABELS.get(event.stage or "", event.stage)
-            self._progress.update(self._stage_task, description=f"[dim]{_escape(name)}: {label}…[/dim]")
+            self._progress.update(self._stage_task, description=f"[dim]{_escape(fit(name, NAME_WIDTH))}[/dim]",
+                                  stage=STAGE_LABELS.get(event.stage or "", event.stage or ""),
+                                  count="", total=None, completed=0)
+        elif event.kind == "stage_done" and event.stage == "load":
+            self._eta.restart(time.monotonic())  # loading the model is not a video's time
+        elif event.kind == "tokens":
+            self._progress.update(self._stage_task, total=event.total, completed=event.index,
+                                  count=f"{event.index}/{event.total} tokens")
         elif event.kind == "video_done":
-            self._progress.update(self._overall, completed=event.index)
+            self._eta.done(event.index, time.monotonic())
+            self._progress.update(self._overall, completed=event.index, count=f"{event.index}/{event.total}")
 
     def _console_obj(self) -> Any:
         if self._console is None:
@@ -113,21 +126,25 @@ class Display:
         return self._console
 
     def _start_progress(self, total: int, skipped: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, Progress, TextColumn
+        from rich.table import Column
 
+        self._eta = SmoothedEta(total, done=skipped, now=time.monotonic())
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("[bold]{task.description}", table_column=Column(width=NAME_WIDTH, no_wrap=True)),
+            TextColumn("[dim]{task.fields[stage]}", table_column=Column(width=STAGE_WIDTH, no_wrap=True)),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[count]}", justify="right", table_column=Column(width=COUNT_WIDTH)),
+            # rich formats the field at every refresh, so the ETA counts down between videos
+            TextColumn("{task.fields[eta]}", table_column=Column(width=10, no_wrap=True)),
             console=self._console_obj(),
             transient=True,
             redirect_stdout=sys.stdout.isatty(),  # captions printed to a terminal go above the bar
             redirect_stderr=False,
         )
-        self._overall = self._progress.add_task("videos", total=total, completed=skipped)
-        self._stage_task = self._progress.add_task("", total=None)
+        self._overall = self._progress.add_task("videos", total=total, completed=skipped, stage="",
+                                                count=f"{skipped}/{total}", eta=self._eta)
+        self._stage_task = self._progress.add_task("", total=None, stage="", count="", eta="")
         self._progress.start()
 
     def stop(self) -> None:
@@ -149,6 +166,62 @@ class Display:
     def timings(self, record: Record) -> None:
         """One dim line on stderr: what the video cost and how long each stage took."""
         self.info(describe_timings(record))
+
+
+class SmoothedEta:
+    """The time a batch has left, from an exponential moving average of the seconds per video.
+
+    The last video's time alone makes the estimate swing (a short clip after a long one); the
+    average weighs each new video by `alpha`. Between videos the estimate counts down, but not
+    past the videos still to start, so a slow video holds it rather than showing 0:00 early.
+    `str()` is the text shown now: `ETA 1:23`, or `ETA -:--` before the first video is done.
+    """
+
+    def __init__(self, total: int, *, done: int = 0, now: float, alpha: float = 0.3) -> None:
+        assert 0 < alpha <= 1
+        self.total, self.count, self.alpha = total, done, alpha
+        self.per_video: float | None = None
+        self._last = now
+
+    def restart(self, now: float) -> None:
+        """Time from here on counts (after loading the model)."""
+        self._last = now
+
+    def done(self, count: int, now: float) -> None:
+        """`count` videos are done (several may finish at once)."""
+        if count <= self.count:
+            return
+        each = (now - self._last) / (count - self.count)
+        self.per_video = each if self.per_video is None else self.alpha * each + (1 - self.alpha) * self.per_video
+        self.count, self._last = count, now
+
+    def seconds_left(self, now: float | None = None) -> float | None:
+        if self.per_video is None:
+            return None
+        left = self.total - self.count
+        if left <= 0:
+            return 0.0
+        since = (time.monotonic() if now is None else now) - self._last
+        return left * self.per_video - min(max(since, 0.0), self.per_video)
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def text(self, now: float | None = None) -> str:
+        seconds = self.seconds_left(now)
+        if seconds is None:
+            return "ETA -:--"
+        minutes, secs = divmod(round(seconds), 60)
+        hours, minutes = divmod(minutes, 60)
+        return f"ETA {hours}:{minutes:02d}:{secs:02d}" if hours else f"ETA {minutes}:{secs:02d}"
+
+
+def fit(name: str, width: int) -> str:
+    """`name` cut to `width` characters with an ellipsis in the middle, keeping its end (the extension)."""
+    if len(name) <= width:
+        return name
+    tail = min(8, (width - 1) // 2)
+    return name[: width - 1 - tail] + "…" + name[len(name) - tail:]
 
 
 def describe_timings(record: Record) -> str:

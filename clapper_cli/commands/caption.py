@@ -24,9 +24,10 @@ EPILOG = """\
   [cyan]clapper caption videos/ --prompt "List the objects that move." --json | jq -r .answer[/cyan]
   [cyan]torchrun --nproc-per-node 8 -m clapper_cli.main caption videos/ -o captions.jsonl[/cyan]   [dim]# one GPU each[/dim]
 
-Exit code 1 when any video failed, in this run or (recorded in --output) an earlier one; the failures are
-recorded in the output with their error, and --retry-failed tries them again. Ctrl-C exits 130 and keeps every
-finished video in --output.
+Exit code 1 when any video failed, in this run or (recorded in --output) in an
+earlier one: failures are recorded with their error, --retry-failed tries them
+again. Images in a directory are one-frame videos. Ctrl-C exits 130 and keeps
+every finished video in --output; the same command resumes.
 """
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "TrainConfig": "trainer",
+    "TrainConfig": "config",
     "TrainResult": "trainer",
     "StepInfo": "trainer",
     "train": "trainer",

@@ -32,29 +32,22 @@ class Example:
     pixel_values: torch.Tensor  # (T, 3, S, S)
     segment_sizes: tuple[int, ...]
 
-    @property
-    def num_answer_tokens(self) -> int:
-        return sum(1 for x in self.labels if x != IGNORE)
-
 
 class ExampleBuilder:
-    """Turns records into `Example`s; decoded and preprocessed videos are cached per path."""
+    """Turns records into `Example`s, decoding each video when asked (in a loader worker, usually).
+
+    Nothing is kept between calls: memory does not grow with the number of distinct videos."""
 
     def __init__(self, processor, cache: ClipCache, *, max_length: int | None = None):
         self.processor = processor
         self.cache = cache
         self.max_length = max_length
-        self._videos: dict = {}
         tok = processor.tokenizer
         self._end = tok.encode(IM_END, add_special_tokens=False)
         self._newline = tok.encode("\n", add_special_tokens=False)
 
     def video(self, record: TrainRecord):
-        vi = self._videos.get(record.video)
-        if vi is None:
-            vi = self.processor.prepare_video(self.cache.get(record.video))
-            self._videos[record.video] = vi
-        return vi
+        return self.processor.prepare_video(self.cache.get(record.video))
 
     def __call__(self, record: TrainRecord) -> Example:
         tok = self.processor.tokenizer

@@ -1,12 +1,62 @@
-"""The metrics log (one JSON object per optimizer step) and its loss-curve plot."""
+"""The metrics log (one JSON object per optimizer step), the step meter behind it, and the loss-curve plot."""
 
 from __future__ import annotations
 
 import json
+import resource
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from clapper_core.errors import ConfigError, DataError
+
+
+def peak_memory_mb(device_type: str) -> float:
+    """The most memory this process has held: the GPU's allocator peak on CUDA, else the peak RSS."""
+    if device_type == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+class StepMeter:
+    """Times each optimizer step and the part of it spent waiting for data; smooths the ETA.
+
+    The ETA is the remaining steps times an exponential moving average of the step time
+    (weight `smoothing` on the newest step), so it does not swing with one slow batch; the
+    first step (workers starting, caches cold) only seeds the average.
+    """
+
+    def __init__(self, *, smoothing: float = 0.1):
+        self.smoothing = smoothing
+        self.start = time.perf_counter()
+        self._step_start = self.start
+        self.avg_step_s: float | None = None
+        self.wait_s = 0.0  # of the current step
+
+    def begin(self) -> None:
+        self._step_start = time.perf_counter()
+        self.wait_s = 0.0
+
+    def waited(self, seconds: float) -> None:
+        self.wait_s += seconds
+
+    def end(self) -> float:
+        """Close the step; returns its duration in seconds."""
+        dt = max(time.perf_counter() - self._step_start, 1e-9)
+        a = self.smoothing
+        self.avg_step_s = dt if self.avg_step_s is None else (1 - a) * self.avg_step_s + a * dt
+        return dt
+
+    def eta(self, remaining_steps: int) -> float:
+        return (self.avg_step_s or 0.0) * remaining_steps
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
 
 
 class MetricsLog:

@@ -26,12 +26,20 @@ from safetensors.torch import load_file, save_file
 from clapper_core.errors import DataError
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataPosition:
-    """Where the sampler stands: epoch, and the next index into that epoch's permutation."""
+    """Where the data stands: epoch, and the number of this epoch's batches the loop has consumed.
+
+    Counted in the training loop, not in the loader, so batches that workers had prefetched but
+    the loop had not used yet are made again on resume."""
 
     epoch: int = 0
-    cursor: int = 0
+    batch: int = 0
+
+    def advance(self, batches_per_epoch: int) -> DataPosition:
+        if self.batch + 1 >= batches_per_epoch:
+            return DataPosition(self.epoch + 1, 0)
+        return DataPosition(self.epoch, self.batch + 1)
 
 
 def rng_state() -> dict[str, Any]:
@@ -116,4 +124,7 @@ def load_checkpoint(path: Path, *, model: torch.nn.Module, optimizer, scheduler)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
+    if "batch" not in meta["position"]:
+        raise DataError(f"checkpoint {path} counts its data position in records, as clapper before batched loading "
+                        "did: it cannot be continued exactly; start a new --output")
     return Resumed(step=meta["step"], position=DataPosition(**meta["position"]), settings=meta["settings"])

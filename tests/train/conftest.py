@@ -21,7 +21,7 @@ def quick_config(synth_data, tiny_model_dir, tmp_path):
     def make(**kw):
         base = dict(data=synth_data.train_file, output=tmp_path / "run", model=str(tiny_model_dir), stage=1,
                     steps=4, batch_size=4, lr=3e-3, warmup=0.0, save_every=0, seed=0,
-                    cache_dir=tmp_path.parent / "clip_cache")
+                    num_workers=0)
         base.update(kw)
         return TrainConfig(**base)
 

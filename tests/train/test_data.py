@@ -71,7 +71,7 @@ def test_labels_cover_only_answers(synth_data, tiny_loaded, tmp_path):
 
     data = read_train_data(synth_data.train_file)
     proc = tiny_loaded.processor
-    build = ExampleBuilder(proc, ClipCache(SamplingConfig(), tmp_path / "cache"))
+    build = ExampleBuilder(proc, ClipCache(SamplingConfig()))
     rec = data.records[0]
     ex = build(rec)
     tok = proc.tokenizer

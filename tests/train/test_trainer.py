@@ -173,15 +173,15 @@ def test_two_gloo_processes_train_the_same_model(quick_config, tmp_path):
 
 
 def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    from clapper_core.distributed import DistInfo, select_device
     from clapper_core.errors import DeviceError
-    from clapper_core.train.trainer import Dist, _resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    second = Dist(rank=1, world=2, local_rank=1)  # torchrun --nproc-per-node 2 on a one-GPU machine
+    second = DistInfo(rank=1, world_size=2, local_rank=1, local_world_size=2)  # 2 processes, one GPU
     for choice in ("cuda", "auto"):
-        with pytest.raises(DeviceError, match=r"process 1 of this node has no GPU of its own \(1 visible\)"):
-            _resolve_device(choice, second)
+        with pytest.raises(DeviceError, match=r"local rank 1 has no GPU \(this machine shows 1\)"):
+            select_device(second, choice)
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="FSDP shards over GPUs: needs two")

@@ -31,6 +31,7 @@ class Example:
     labels: list[int]
     pixel_values: torch.Tensor  # (T, 3, S, S)
     segment_sizes: tuple[int, ...]
+    record_id: str = ""
 
 
 class ExampleBuilder:
@@ -69,7 +70,7 @@ class ExampleBuilder:
             # Never cut into the video placeholders: the model checks their number.
             assert self.max_length > len(vi.prefix_ids), "max_length shorter than the video prompt"
             ids, labels = ids[: self.max_length], labels[: self.max_length]
-        return Example(ids, labels, vi.pixel_values, vi.segment_sizes)
+        return Example(ids, labels, vi.pixel_values, vi.segment_sizes, record.id)
 
 
 def collate(examples: list[Example], *, pad_id: int) -> dict:

@@ -59,8 +59,12 @@ class VideoExamples(Dataset):
 @dataclass
 class Batch:
     tensors: dict | None  # collate()'s dict, or None when every record of the batch failed
-    size: int  # records that made it
+    ids: list[str]  # the records that made it
     skipped: list[SkippedRecord] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
 
     def pin_memory(self) -> Batch:  # called by the DataLoader's pinning thread
         if self.tensors is not None:
@@ -77,7 +81,7 @@ class Collate:
     def __call__(self, items: list[Example | Failed]) -> Batch:
         good = [x for x in items if isinstance(x, Example)]
         skipped = [x.record for x in items if isinstance(x, Failed)]
-        return Batch(collate(good, pad_id=self.pad_id) if good else None, len(good), skipped)
+        return Batch(collate(good, pad_id=self.pad_id) if good else None, [x.record_id for x in good], skipped)
 
 
 class LengthGroupedBatches(Sampler):

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 from clapper_cli.main import main
 
@@ -23,13 +28,41 @@ def test_train_cli_skips_bad_records_and_prints_only_the_model_path(synth_data, 
     assert stdout.strip() == str(out)
     assert "with_bad.jsonl:3: skipped" in stderr and "with_bad.jsonl:8: skipped" in stderr
     assert "skipped 2 bad records of 8" in stderr
-    assert "step 2/2" in stderr and "tok/s" in stderr
+    assert "step 2/2" in stderr and "tok/s" in stderr and "samples/s" in stderr and "data wait" in stderr
+    assert "peak" in stderr and "eta" in stderr
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
     png = tmp_path / "loss.png"
     assert main(["train", "plot", str(out / "metrics.jsonl"), "-o", str(png)]) == 0
     assert capsys.readouterr().out.strip() == str(png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ctrl_c_saves_a_checkpoint_at_that_step_and_says_so(synth_data, tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "clapper_cli.main", "train", "--data", str(synth_data.train_file), "--from",
+           str(tiny_model_dir), "-o", str(out), "--steps", "500", "-b", "2", "--log-every", "1", "--save-every",
+           "0", "--num-workers", "1", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines = []
+    deadline = time.monotonic() + 240
+    for line in proc.stderr:  # wait until training is under way (a step printed), then Ctrl-C
+        lines.append(line)
+        if line.startswith("step 2/") or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    stdout, rest = proc.communicate(timeout=120)
+    stderr = "".join(lines) + rest
+    assert proc.returncode == 130, stderr
+    assert stdout == ""  # no model path: the run did not finish
+    saved = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert len(saved) == 1, saved
+    step = int(saved[0].split("-")[1])
+    assert step >= 2 and f"interrupted: saved a checkpoint at step {step} of 500" in stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    meta = json.loads((out / "checkpoints" / saved[0] / "trainer.json").read_text())
+    assert meta["step"] == step and len((out / "metrics.jsonl").read_text().splitlines()) == step
 
 
 def test_train_cli_usage_errors(tmp_path, capsys):

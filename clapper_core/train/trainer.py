@@ -16,7 +16,7 @@ checkpoint exactly as if it had never stopped, workers or not.
 
 Rank, world size and device come from `clapper_core.distributed`; processes are wrapped with
 torch's DDP / FSDP (`clapper_core.train.stages`; the reason for torch over accelerate is written
-in `clapper_core.distributed`); mixed precision is `torch.autocast`; seeding is transformers'.
+in `clapper_core.distributed`); mixed precision is `torch.autocast`; seeding is accelerate's `set_seed`.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def train(
 
 
 def _setup(cfg: TrainConfig, notice: Callable[[str], None]) -> _Run:
-    from transformers import set_seed
+    from accelerate.utils import set_seed  # python, numpy, torch and every GPU
 
     info = dist_info()
     device = torch.device(select_device(info, cfg.device))

@@ -160,3 +160,19 @@ def test_llava_video_178k_layout_is_read_as_released(synth_data, tmp_path):
         assert all(r.seconds == 15.0 for r in data.records)  # "0_30_s": a length hint for batching
     cap_rec = next(r for r in by_folder.records if r.id == "c1")
     assert cap_rec.turns == (("Describe the video in detail.", "A square moves."),)
+
+
+def test_the_eta_is_smoothed_over_steps(monkeypatch):
+    from clapper_core.train import metrics
+
+    clock = iter([0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 12.0, 12.0, 13.0])  # steps of 1 s, 1 s, 10 s, 1 s
+    monkeypatch.setattr(metrics.time, "perf_counter", lambda: next(clock))
+    meter = metrics.StepMeter(smoothing=0.1)
+    etas = []
+    for _ in range(4):
+        meter.begin()
+        meter.end()
+        etas.append(meter.eta(100))
+    assert etas[:2] == [100.0, 100.0]
+    assert 150 < etas[2] < 250  # one slow step moves the estimate by a tenth of its excess, not to 1,000 s
+    assert etas[3] < etas[2]

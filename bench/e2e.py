@@ -101,7 +101,7 @@ def run_layout(model, processor, patches, clip, layout: str, new_tokens: int, de
         head = processor.prefix_ids([], None)
         prefix = head + [processor.video_token_id] * stats["visual_tokens"]
     session.video = type("V", (), {"prefix_ids": tuple(prefix)})()
-    session.video_features, session._cache, session._prefix_len = feats, None, len(prefix)
+    session.video_features, session._cache, session._prefix_len, session._tail = feats, None, len(prefix), []
     session.stop_ids, session.last_stats = set(), None  # random weights: always decode new_tokens
     session.ask("What happens in this video?", GenerationConfig(max_new_tokens=new_tokens))
     s = session.last_stats

@@ -7,13 +7,20 @@
 The prompt is [system, user header, video] + [question, assistant header]. The first part is the
 same for every question about a video, so its KV cache is computed once and cut back to it after
 each answer: a second question costs only its own tokens plus the answer.
+
+A conversation passes its earlier turns as `history`, (question, answer) pairs written into the
+prompt by the model's chat template; the cache keeps the tokens after the video of the last call
+and reuses what the next call shares with them, so a follow-up runs only its new turn.
+
+    answer = session.ask("what happens?")
+    session.ask("and then?", history=[("what happens?", answer)])
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 from clapper_core.errors import ConfigError
 
@@ -42,6 +49,8 @@ class GenerationStats:
     prefill_s: float  # time to the first token's logits
     generate_s: float  # time spent decoding the answer after that
     new_tokens: int
+    context_tokens: int = 0  # the whole prompt: prefix with its visual tokens, earlier turns, the question
+    stopped: bool = True  # ended on an end-of-turn token (False: cut at max_new_tokens or by the caller)
 
     @property
     def tokens_per_s(self) -> float:
@@ -65,25 +74,31 @@ def _sample(logits, gen: GenerationConfig, rng):
 class VideoSession:
     """One video, encoded once, and any number of questions about it."""
 
-    def __init__(self, loaded, clip=None, *, frames=None, timestamps=None, segments=None):
+    def __init__(self, loaded, clip=None, *, frames=None, timestamps=None, segments=None, system: str | None = None):
         import torch
+
+        from clapper_core.model.tokenizer import IM_START
 
         self.loaded = loaded
         self.model = loaded.model
         self.processor = loaded.processor
         self.device = self.model.get_input_embeddings().weight.device
-        video = self.processor.prepare_video(clip, frames=frames, timestamps=timestamps, segments=segments)
-        self.video = video
+        video = self.processor.prepare_video(clip, frames=frames, timestamps=timestamps, segments=segments,
+                                             system=system)
         t0 = time.perf_counter()
         with torch.inference_mode():
             pixels = video.pixel_values.to(self.device)
             self.video_features = self.model.get_video_features(pixels, video.segment_sizes)  # (N, D)
         _sync(self.device)
         self.encode_s = time.perf_counter() - t0
+        # the pixels are not needed once encoded: dropping them keeps a session (and a cache of them) small
+        self.video = replace(video, pixel_values=video.pixel_values.new_empty((0, *video.pixel_values.shape[1:])))
         self.num_visual_tokens = int(self.video_features.shape[0])
         assert self.num_visual_tokens == video.num_visual_tokens, "processor and model disagree on the token count"
         self._cache = None
         self._prefix_len = len(video.prefix_ids)
+        self._tail: list[int] = []  # the tokens in the cache after the prefix
+        self._turn_start = self.processor.tokenizer.convert_tokens_to_ids(IM_START)
         self.last_stats: GenerationStats | None = None
         self.stop_ids = self._stop_ids()
 
@@ -112,6 +127,8 @@ class VideoSession:
         if self._cache is None:
             self._cache = DynamicCache(config=self.model.config.text_config)
         out = m.language_model(inputs_embeds=embeds, use_cache=True, **{CACHE_ARG: self._cache})
+        if not with_video:
+            self._tail += ids
         return self.model.lm_head(out.last_hidden_state[0, -1])  # (V,)
 
     def _from_prefix(self) -> int:
@@ -127,9 +144,38 @@ class VideoSession:
         extra = self._cache.get_seq_length() - length
         if extra > 0:
             self._cache.crop(-extra)
+        del self._tail[max(0, length - self._prefix_len):]
 
-    def stream(self, question: str, gen: GenerationConfig | None = None) -> Iterator[str]:
-        """Yield the answer to `question` in pieces as it is generated."""
+    def _extend(self, ids: list[int]) -> tuple[object, int]:
+        """Put the cache at prefix + `ids` and return the last position's logits (V,) and how many tokens ran.
+
+        What the cache already holds of the earlier turns in `ids` (the same conversation, one turn on) is kept,
+        not run again. The last user turn always runs whole: the same question in the same context then gives
+        the same logits bit for bit, whatever was asked in between (one chunk and several differ in rounding)."""
+        ran = self._from_prefix() if self._cache is None else 0
+        starts = [i for i, t in enumerate(ids) if t == self._turn_start]
+        limit = starts[-2] if len(starts) >= 2 else 0  # where the last user turn begins
+        keep = 0
+        for cached, new in zip(self._tail, ids[:limit]):
+            if cached != new:
+                break
+            keep += 1
+        self._rewind_to(self._prefix_len + keep)
+        return self._forward(ids[keep:], with_video=False), ran + len(ids) - keep
+
+    def nbytes(self) -> int:
+        """Memory this session holds on its device: the visual features and the KV cache."""
+        total = self.video_features.numel() * self.video_features.element_size()
+        for layer in getattr(self._cache, "layers", ()) or ():
+            for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+                if t is not None and hasattr(t, "numel"):
+                    total += t.numel() * t.element_size()
+        return total
+
+    def stream(self, question: str, gen: GenerationConfig | None = None, *,
+               history: Sequence[tuple[str, str]] = ()) -> Iterator[str]:
+        """Yield the answer to `question` in pieces as it is generated; `history` holds the conversation's earlier
+        (question, answer) turns, the first of which was asked with the video."""
         import torch
 
         gen = gen or GenerationConfig()
@@ -139,17 +185,16 @@ class VideoSession:
         tok = self.processor.tokenizer
         with torch.inference_mode():
             t0 = time.perf_counter()
-            prompt_tokens = self._from_prefix()
-            q_ids = self.processor.question_ids(question)
-            logits = self._forward(q_ids, with_video=False)
-            prompt_tokens += len(q_ids)
+            q_ids = self.processor.question_ids(question, history)
+            logits, prompt_tokens = self._extend(q_ids)
             _sync(self.device)
             t1 = time.perf_counter()
-            new, text = [], ""
+            new, text, stopped = [], "", False
             try:
                 for step in range(gen.max_new_tokens):
                     nxt = _sample(logits, gen, rng)
                     if nxt in self.stop_ids:
+                        stopped = True
                         break
                     new.append(nxt)
                     full = tok.decode(new, skip_special_tokens=True)
@@ -168,11 +213,14 @@ class VideoSession:
                     prefill_s=t1 - t0,
                     generate_s=time.perf_counter() - t1,
                     new_tokens=len(new),
+                    context_tokens=self._prefix_len + len(q_ids),
+                    stopped=stopped,
                 )
 
-    def ask(self, question: str, gen: GenerationConfig | None = None) -> str:
+    def ask(self, question: str, gen: GenerationConfig | None = None, *,
+            history: Sequence[tuple[str, str]] = ()) -> str:
         """The whole answer at once: the streamed pieces joined."""
-        return "".join(self.stream(question, gen))
+        return "".join(self.stream(question, gen, history=history))
 
     def option_logprobs(self, question: str, options: list[str]) -> list[float]:
         """The log-probability of each option as the whole answer to `question`: its tokens, then the end of the
@@ -187,8 +235,7 @@ class VideoSession:
         q_ids = self.processor.question_ids(question)
         out = []
         with torch.inference_mode():
-            self._from_prefix()
-            first = self._forward(q_ids, with_video=False)  # (V,): the first answer token's, the same for all
+            first, _ = self._extend(q_ids)  # (V,): the first answer token's, the same for all
             asked = self._cache.get_seq_length()
             for option in options:
                 self._rewind_to(asked)  # each option goes on from the question

@@ -143,25 +143,36 @@ class ClapperProcessor:
             ids += [self.video_token_id] * segment_token_count(self.config, n)
         return ids
 
-    def _chat_halves(self, question: str) -> tuple[str, str]:
-        text = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": _SENTINEL + "\n" + question}], tokenize=False, add_generation_prompt=True
-        )
+    def _chat_halves(self, question: str, history: Sequence[tuple[str, str]] = (),
+                     system: str | None = None) -> tuple[str, str]:
+        """The chat template's text before and after the video, for a conversation whose first user turn holds
+        the video: earlier (question, answer) turns, then `question` and the assistant header."""
+        turns = [*history, (question, None)]
+        messages = [{"role": "system", "content": system}] if system is not None else []
+        for i, (asked, answered) in enumerate(turns):
+            messages.append({"role": "user", "content": (_SENTINEL + "\n" if i == 0 else "") + asked})
+            if answered is not None:
+                messages.append({"role": "assistant", "content": answered})
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         before, after = text.split(_SENTINEL)
         return before, after
 
-    def prefix_ids(self, segment_sizes: Sequence[int], start_times: Sequence[float] | None) -> list[int]:
-        before, _ = self._chat_halves("")
+    def prefix_ids(self, segment_sizes: Sequence[int], start_times: Sequence[float] | None, *,
+                   system: str | None = None) -> list[int]:
+        """System turn (the template's default unless `system` is given), user header, then the video."""
+        before, _ = self._chat_halves("", system=system)
         return self.tokenizer.encode(before, add_special_tokens=False) + self.video_ids(segment_sizes, start_times)
 
-    def question_ids(self, question: str) -> list[int]:
-        """The part of the prompt after the video: the question and the assistant header."""
-        _, after = self._chat_halves(question)
+    def question_ids(self, question: str, history: Sequence[tuple[str, str]] = ()) -> list[int]:
+        """The part of the prompt after the video: earlier (question, answer) turns of the conversation, if any,
+        then the question and the assistant header."""
+        _, after = self._chat_halves(question, history)
         return self.tokenizer.encode(after, add_special_tokens=False)
 
     # --- one call ----------------------------------------------------------------------
 
-    def prepare_video(self, clip=None, *, frames=None, timestamps=None, segments=None) -> VideoInputs:
+    def prepare_video(self, clip=None, *, frames=None, timestamps=None, segments=None,
+                      system: str | None = None) -> VideoInputs:
         """A `Clip` (or its frames, timestamps and segments) -> pixels, segment sizes, prompt prefix."""
         if clip is not None:
             frames, timestamps, segments = clip.frames, clip.timestamps, clip.segments
@@ -178,7 +189,7 @@ class ClapperProcessor:
             pixel_values=self.preprocess_frames(frames),
             segment_sizes=sizes,
             segment_start_times=starts,
-            prefix_ids=tuple(self.prefix_ids(sizes, starts)),
+            prefix_ids=tuple(self.prefix_ids(sizes, starts, system=system)),
             num_visual_tokens=self.count(sizes),
         )
 

@@ -100,3 +100,44 @@ def test_option_logprobs_equal_one_full_forward_of_question_and_answer(session, 
         expected = sum(torch.log_softmax(logits[n - 1 + i], -1)[t].item() for i, t in enumerate(answer))
         assert lp == pytest.approx(expected, abs=1e-4)
     assert got == session.option_logprobs("which color?", options)  # and again the same
+
+
+def _generate(loaded, ids, frames, ts, n=10) -> str:
+    """transformers' own generate on a whole prompt: the reference a conversation turn must match."""
+    inputs = loaded.processor(frames=frames, timestamps=ts, question="")
+    input_ids = torch.tensor([ids], dtype=torch.long)
+    inputs.update(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
+    with torch.no_grad():
+        out = loaded.model.generate(**inputs, max_new_tokens=n, do_sample=False)
+    return loaded.processor.tokenizer.decode(out[0, len(ids):].tolist(), skip_special_tokens=True)
+
+
+def test_a_follow_up_sees_the_earlier_turn_in_the_chat_template(session, tiny_loaded, tiny_frames):
+    frames, ts = tiny_frames
+    proc = tiny_loaded.processor
+    first = session.ask("what happens?", GREEDY)
+    history = [("what happens?", first)]
+    ids = proc.question_ids("and then?", history)
+    text = proc.tokenizer.decode(ids)
+    # the earlier answer, closed as an assistant turn, then the new user turn, as the template writes them
+    assert text == ("\nwhat happens?<|im_end|>\n<|im_start|>assistant\n" + first
+                    + "<|im_end|>\n<|im_start|>user\nand then?<|im_end|>\n<|im_start|>assistant\n")
+    follow = session.ask("and then?", GREEDY, history=history)
+    ran = session.last_stats.prompt_tokens
+    assert ran < len(ids)  # the first turn's tokens were still in the cache
+    assert session.last_stats.context_tokens == len(session.video.prefix_ids) + len(ids)
+    assert follow == _generate(tiny_loaded, list(session.video.prefix_ids) + ids, frames, ts)
+    # a fresh session asked the whole conversation at once agrees, and so does going back to one turn
+    fresh = VideoSession(tiny_loaded, frames=frames, timestamps=ts)
+    assert fresh.ask("and then?", GREEDY, history=history) == follow
+    assert fresh.ask("what happens?", GREEDY) == first
+
+
+def test_a_system_prompt_goes_in_the_prefix(tiny_loaded, tiny_frames):
+    frames, ts = tiny_frames
+    plain = VideoSession(tiny_loaded, frames=frames, timestamps=ts)
+    custom = VideoSession(tiny_loaded, frames=frames, timestamps=ts, system="Answer in one word.")
+    text = tiny_loaded.processor.tokenizer.decode(list(custom.video.prefix_ids))
+    assert text.startswith("<|im_start|>system\nAnswer in one word.<|im_end|>\n<|im_start|>user\n")
+    assert custom.video.prefix_ids != plain.video.prefix_ids
+    assert custom.nbytes() > 0 and custom.video.pixel_values.numel() == 0  # pixels dropped once encoded

@@ -22,6 +22,7 @@ from clapper_cli.commands import (
     doctor,
     eval as eval_cmd,
     probe,
+    serve,
     train,
 )
 
@@ -85,5 +86,5 @@ if os.environ.get("_CLAPPER_COMPLETE"):  # a completion request from a shell scr
 
     completion_init()
 
-for module in (probe, ask, caption, eval_cmd, train, convert, config, doctor, completions):
+for module in (probe, ask, caption, serve, eval_cmd, train, convert, config, doctor, completions):
     module.register(app)

@@ -82,3 +82,10 @@ class VisualTokenMismatchError(ModelError):
 
 class DataError(ClapperError):
     """A training or benchmark file cannot be used."""
+
+
+# --- talking to a server -------------------------------------------------------------
+
+
+class ServerError(ClapperError):
+    """A clapper server could not be reached, or refused the request."""

@@ -144,10 +144,11 @@ class VideoJob:
     """One video decoded and encoded once, ready for any number of questions.
 
     Built by `open_video`; `stream(question)` yields the answer's text pieces and then its `Record`.
+    With `conversation=True` the questions are turns of one chat: each answer stays in the context.
     """
 
     def __init__(self, loaded: Any, video: str | os.PathLike[str], settings: Settings, *,
-                 task: str = "ask", on_event: OnEvent | None = None) -> None:
+                 task: str = "ask", on_event: OnEvent | None = None, conversation: bool = False) -> None:
         from clapper_core.video import load_clip
 
         self.video, self.settings, self.task = str(video), settings, task
@@ -164,6 +165,7 @@ class VideoJob:
             self.session = _open_session(loaded, self.clip)
         self.timings.encode_s = getattr(self.session, "encode_s", None) or stage.seconds
         self.generation = settings.generation_config()
+        self.history: list[tuple[str, str]] | None = [] if conversation else None
 
     def base_record(self, question: str) -> Record:
         """A record with everything known about the video and the model, no answer yet."""
@@ -187,11 +189,14 @@ class VideoJob:
         pieces: list[str] = []
         limit = self.generation.max_new_tokens
         with _Stage(self.emit, "generate", self.video):
-            for piece in without_leading_space(self.session.stream(question, self.generation)):
+            for piece in without_leading_space(self.session.stream(question, self.generation,
+                                                                   history=self.history or ())):
                 pieces.append(piece)
                 # a piece is one token, or a few when a character spans several: close enough to count
                 self.emit(Event("tokens", video=self.video, index=len(pieces), total=limit))
                 yield piece
+        if self.history is not None:
+            self.history.append((question, "".join(pieces)))
         stats = self.session.last_stats
         record = self.base_record(question)
         record.answer = "".join(pieces)
@@ -213,11 +218,11 @@ class VideoJob:
 
 
 def open_video(video: str | os.PathLike[str], settings: Settings, *, on_event: OnEvent | None = None,
-               loaded: Any = None, task: str = "ask") -> VideoJob:
+               loaded: Any = None, task: str = "ask", conversation: bool = False) -> VideoJob:
     """Load the model (unless `loaded` is given), decode and encode `video`: the start of a chat."""
     _check_file(video)
     loaded = loaded if loaded is not None else load(settings, on_event=on_event)
-    return VideoJob(loaded, video, settings, task=task, on_event=on_event)
+    return VideoJob(loaded, video, settings, task=task, on_event=on_event, conversation=conversation)
 
 
 def ask(video: str | os.PathLike[str], questions: Sequence[str], settings: Settings, *,

@@ -6,9 +6,10 @@ the command body, so `clapper --help` stays fast.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -21,7 +22,8 @@ EPILOG = """\
   [cyan]clapper ask clip.mp4 "who enters first?" "what do they carry?"[/cyan]   [dim]# decoded and encoded once[/dim]
   [cyan]clapper ask clip.mp4 "describe it" --fps 2 --max-frames 64 --model ./my-clapper[/cyan]
   [cyan]clapper ask clip.mp4 "what happens?" --json | jq -r .answer[/cyan]
-  [cyan]clapper ask clip.mp4 --chat[/cyan]   [dim]# interactive follow-up questions on the same video[/dim]
+  [cyan]clapper ask clip.mp4 --chat[/cyan]   [dim]# a conversation: follow-ups see the earlier answers[/dim]
+  [cyan]clapper ask --server http://127.0.0.1:8000 clip.mp4 "what happens?"[/cyan]   [dim]# a running clapper serve[/dim]
 """
 
 
@@ -32,8 +34,14 @@ def ask(
         typer.Argument(help="One or more questions about the video.", show_default=False, metavar="QUESTION"),
     ] = None,
     chat: Annotated[
-        bool, typer.Option("--chat", metavar="", help="After the questions, keep asking follow-ups interactively.")
+        bool, typer.Option("--chat", metavar="", help="A conversation: after the questions, keep asking follow-ups "
+                           "interactively; each answer stays in the context.")
     ] = False,
+    server: Annotated[
+        Optional[str], typer.Option("--server", metavar="URL", show_default=False,
+                                    help="Ask a running `clapper serve` (default: $CLAPPER_SERVER) instead of "
+                                    "loading the model here.")
+    ] = None,
     model: opt.Model = None,
     quant: opt.Quant = None,
     device: opt.Device = None,
@@ -65,7 +73,13 @@ def ask(
         temperature=temperature, seed=seed,
     ))
     with Display(quiet=quiet, json_output=json_output) as display:
-        job = runner.open_video(video, settings, on_event=display)
+        server = server or os.environ.get("CLAPPER_SERVER") or None
+        if server:
+            from clapper_core.serve.client import open_remote
+
+            job = open_remote(server, video, settings, conversation=chat)
+        else:
+            job = runner.open_video(video, settings, on_event=display, conversation=chat)
         for n, question in enumerate(questions):
             if n and not json_output:
                 sys.stdout.write("\n")  # a blank line between answers tells them apart

@@ -122,7 +122,8 @@ def load_and_faults(server: Server, expected: dict[str, str]) -> dict:
 
 
 def hostile(server: Server, video: Path) -> list[tuple[str, int]]:
-    big = "data:video/mp4;base64," + base64.b64encode(b"\0" * (2**20 + 2**18)).decode()  # past the video limit, within the body limit
+    # past the 1 MB video limit, within the body limit: refused after reading, not mid-upload
+    big = "data:video/mp4;base64," + base64.b64encode(b"\0" * (2**20 + 2**18)).decode()
     chat = lambda url, **kw: {"model": "m", "messages": [video_message(url, "q")], **kw}  # noqa: E731
     kinds = [
         ("no key", chat("clip.mp4"), None), ("wrong key", chat("clip.mp4"), "x"),

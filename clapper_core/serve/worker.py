@@ -175,12 +175,14 @@ class ModelWorker:
         return key, entry, True
 
     def _generate(self, job: Job, entry: Entry, fresh: bool) -> Done:
+        from clapper_core.runner import without_leading_space
+
         session, conv = entry.session, job.conversation
         stop = StopFilter(job.stops)
         answer = []
         stream = session.stream(conv.question, job.generation, history=conv.history)
         try:
-            for piece in stream:
+            for piece in without_leading_space(stream):  # the answer as `clapper ask` gives it
                 if job.cancelled.is_set():
                     break
                 if text := stop.feed(piece):

@@ -64,7 +64,7 @@ class FakeSession:
 
     streams = 0  # answers started in this process
 
-    def stream(self, question, gen=None):
+    def stream(self, question, gen=None, *, history=()):  # canned: the answer ignores earlier turns
         delay = float(os.environ.get("CLAPPER_TEST_TOKEN_DELAY", "0"))
         FakeSession.streams += 1
         stall_after = os.environ.get("CLAPPER_TEST_STALL_AFTER")

@@ -63,8 +63,8 @@ def test_answer_and_record_start_without_a_space(fake_model, tiny_video, monkeyp
 
 
 def _with_space(stream):
-    def spaced(self, question, gen=None):
-        for i, piece in enumerate(stream(self, question, gen)):
+    def spaced(self, question, gen=None, **kw):
+        for i, piece in enumerate(stream(self, question, gen, **kw)):
             yield " " + piece if i == 0 else piece
     return spaced
 

@@ -189,7 +189,7 @@ def _print_mean(runs: list[list[tuple]], summaries: list[tuple[dict, dict | None
 def _run_seed(args: argparse.Namespace, recipe, qa_file: Path, log) -> list[tuple]:
     """Train (or, with --reuse, find) and score each variant of one seed: (name, tokens per segment,
     FamilyScores, seconds, FamilyScores on its first --train-videos training videos or None) per variant."""
-    from clapper_core.model.configuration_clapper import ClapperConfig, segment_token_count
+    from clapper_core.model.configuration_clapper import ClapperConfig
 
     root = args.work / f"seed{recipe.seed}"
     train_file = _dataset(root / "train", num_videos=recipe.videos, seed=recipe.seed, **recipe_data(recipe))
@@ -212,7 +212,7 @@ def _run_seed(args: argparse.Namespace, recipe, qa_file: Path, log) -> list[tupl
             final = train_recipe(base, train_file, work, recipe=recipe, save_every=args.save_every,
                                  resume=args.reuse, on_notice=lambda msg: log(f"{tag} {msg}"))
         config = ClapperConfig.from_pretrained(final)
-        budget = segment_token_count(config, config.segment_size)
+        budget = config.token_costs.segment(config.segment_size)
         scores = _kept_scores(final, qa_file, work / f"answers-{qa_file.parent.name}.json", log, tag, choose=True)
         fit = None
         if args.train_videos:  # the same questions on videos it trained on: does it fit them?

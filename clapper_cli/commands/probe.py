@@ -20,6 +20,7 @@ EPILOG = """\
   [cyan]clapper probe clip.mp4 --fps 2 --max-frames 64[/cyan]
   [cyan]clapper probe clip.mp4 --sheet sheet.png[/cyan]      [dim]# the sampled frames in a grid, keyframes outlined[/dim]
   [cyan]clapper probe clip.mp4 --json | jq .sampling.visual_tokens[/cyan]
+  [cyan]clapper probe clip.mp4 -m ./checkpoints/clapper-7b[/cyan]  [dim]# tokens as that model counts them[/dim]
 """
 
 
@@ -31,6 +32,7 @@ class SeekChoice(str, Enum):
 
 def probe(
     video: Annotated[Path, typer.Argument(help="A video or image file.", show_default=False, metavar="VIDEO")],
+    model: opt.Model = None,
     fps: opt.Fps = None,
     max_frames: opt.MaxFrames = None,
     num_frames: Annotated[
@@ -52,15 +54,19 @@ def probe(
     ] = None,
     json_output: opt.Json = False,
 ) -> None:
-    """Show a video's metadata and sampling plan: frames, times, segments and visual tokens."""
+    """Show a video's metadata and sampling plan: frames, times, segments and the visual tokens the
+    model (--model, or the configured one) will spend on it."""
     import dataclasses
+    import sys
 
     from clapper_core.settings import resolve
     from clapper_core.video import inspect_video
 
-    settings = resolve(dict(fps=fps, max_frames=max_frames, segment_size=segment_size))
+    settings = resolve(dict(model=model, fps=fps, max_frames=max_frames, segment_size=segment_size))
     config = dataclasses.replace(settings.sampling_config(), num_frames=num_frames, seek=seek.value)
-    report = inspect_video(video, config, sheet=sheet)
+    report = inspect_video(video, config, model=settings.model, sheet=sheet)
+    if report.model.assumed:
+        print(f"Warning: {report.model.assumed}", file=sys.stderr)
     if json_output:
         import json
 
@@ -98,6 +104,10 @@ def _render(report) -> None:
                  f"{data['num_frames']} frames ({data['mode']}, {data['sample_fps']:.3g} per s, "
                  f"seek {data['seek']}) → {len(data['segments'])} segments, "
                  f"[bold]{data['visual_tokens']}[/bold] visual tokens")
+    costs = report.model.costs
+    meta.add_row("[bold]model[/bold]",
+                 f"{report.model.name}: {costs.keyframe} keyframe + {costs.fast} fast tokens per segment"
+                 + (" (assumed)" if report.model.assumed else ""))
     if report.sheet:
         meta.add_row("[bold]sheet[/bold]", str(report.sheet))
     out.print(meta)
@@ -108,7 +118,7 @@ def _render(report) -> None:
     stamps = data["timestamps"]
     for seg in data["segments"]:
         times = " ".join(f"{t:.2f}" for t in stamps[seg["start"]:seg["stop"]])
-        tokens = 196 + (49 if seg["has_fast_path"] else 0)
+        tokens = costs.segment(seg["num_frames"])
         table.add_row(str(seg["index"]), f"{seg['start_time']:.2f}–{seg['end_time']:.2f}", str(seg["num_frames"]),
                       times, str(tokens))
     out.print(table)

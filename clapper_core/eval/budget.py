@@ -3,8 +3,8 @@
 Models are compared at a fixed upper bound on visual tokens per video. With Clapper's
 slow-fast layout a 4-frame segment costs 196 keyframe tokens + 49 TimePerceiver tokens =
 245, so 6,000 tokens buy 24 segments = 96 frames (5,880 tokens) and 1,500 buy 6 segments =
-24 frames. The count comes from the loaded model's config through the model package's
-`visual_token_count`, so a model with another layout gets its own answer.
+24 frames. The count comes from the loaded model's config (`ClapperConfig.token_costs`), so a
+model with another layout gets its own answer.
 """
 
 from __future__ import annotations
@@ -45,13 +45,9 @@ def frames_for_budget(max_visual_tokens: int, tokens_for: Callable[[int], int]) 
 
 def model_frames_for_budget(config, max_visual_tokens: int) -> int:
     """`frames_for_budget` for a `ClapperConfig` (the loaded model's `model.config`)."""
-    from clapper_core.model.configuration_clapper import visual_token_count
-
-    return frames_for_budget(max_visual_tokens, lambda n: visual_token_count(config, n))
+    return frames_for_budget(max_visual_tokens, config.token_costs.count)
 
 
 def model_visual_tokens(config, num_frames: int) -> int:
     """Visual tokens a `num_frames`-frame video costs with this model config."""
-    from clapper_core.model.configuration_clapper import visual_token_count
-
-    return visual_token_count(config, num_frames)
+    return config.token_costs.count(num_frames)

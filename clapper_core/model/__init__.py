@@ -10,8 +10,9 @@ import importlib
 _EXPORTS = {
     "ClapperConfig": "configuration_clapper",
     "visual_token_count": "configuration_clapper",
-    "segment_token_count": "configuration_clapper",
-    "split_segments": "configuration_clapper",
+    "split_segments": "tokens",
+    "TokenCosts": "tokens",
+    "token_costs": "tokens",
     "TimePerceiver": "time_perceiver",
     "ClapperForConditionalGeneration": "modeling_clapper",
     "ClapperModel": "modeling_clapper",

@@ -1,12 +1,11 @@
 """ClapperConfig: SigLIP vision tower + keyframe pooling + TimePerceiver + projector + Qwen2.
 
-The token budget of a video follows from this config alone: every caller (processor, model
-check, probe, eval budget) counts tokens through `visual_token_count`.
+The token budget of a video follows from this config alone; it is counted in `tokens.py`
+(importable without torch or transformers), which `ClapperConfig.token_costs` calls.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Literal
 
@@ -14,18 +13,10 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
-FAST_PATHS = ("perceiver", "avgpool", "none")
+from clapper_core.model import tokens
+from clapper_core.model.tokens import TokenCosts, split_segments
 
-# SigLIP-so400m-384 as LLaVA-OneVision uses it (its last layer dropped, no pooling head).
-_SIGLIP_SO400M = {
-    "hidden_size": 1152,
-    "intermediate_size": 4304,
-    "patch_size": 14,
-    "image_size": 384,
-    "num_hidden_layers": 26,
-    "num_attention_heads": 16,
-    "vision_use_head": False,
-}
+FAST_PATHS = ("perceiver", "avgpool", "none")
 
 
 @strict
@@ -63,7 +54,7 @@ class ClapperConfig(PreTrainedConfig):
     model_type = "clapper"
     sub_configs_defaults = {
         "vision_config": SubConfigSpec(
-            config_class=AutoConfig, model_type="siglip_vision_model", init_kwargs=_SIGLIP_SO400M
+            config_class=AutoConfig, model_type="siglip_vision_model", init_kwargs=tokens.SIGLIP_SO400M
         ),
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2"),
     }
@@ -71,10 +62,10 @@ class ClapperConfig(PreTrainedConfig):
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
     video_token_id: int = 151647
-    segment_size: int = 4
-    keyframe_pool_stride: int = 2
-    fast_path: Literal["perceiver", "avgpool", "none"] = "perceiver"
-    perceiver_grid: int = 7
+    segment_size: int = tokens.SEGMENT_SIZE
+    keyframe_pool_stride: int = tokens.KEYFRAME_POOL_STRIDE
+    fast_path: Literal["perceiver", "avgpool", "none"] = tokens.FAST_PATH
+    perceiver_grid: int = tokens.PERCEIVER_GRID
     perceiver_depth: int = 2
     perceiver_heads: int = 16
     perceiver_mlp_ratio: int = 2
@@ -125,39 +116,34 @@ class ClapperConfig(PreTrainedConfig):
     @property
     def keyframe_grid(self) -> int:
         """Side of the pooled keyframe grid (27 -> 14, 28 -> 14), as LLaVA-OneVision pools."""
-        return math.ceil(self.patch_grid / self.keyframe_pool_stride)
+        v = self.vision_config
+        return tokens.keyframe_grid(v.image_size, v.patch_size, self.keyframe_pool_stride)
+
+    @property
+    def token_costs(self) -> TokenCosts:
+        """Visual tokens per segment (keyframe, fast path) and the most frames per segment."""
+        return TokenCosts(
+            keyframe=self.keyframe_grid**2,
+            fast=tokens.fast_tokens(self.fast_path, self.perceiver_grid),
+            segment_size=self.segment_size,
+        )
 
     @property
     def keyframe_tokens(self) -> int:
-        return self.keyframe_grid**2
+        return self.token_costs.keyframe
 
     @property
     def fast_tokens(self) -> int:
         """Temporal tokens of a segment with at least 2 frames (0 when the fast path is off)."""
-        return 0 if self.fast_path == "none" else self.perceiver_grid**2
-
-
-def segment_token_count(config: ClapperConfig, num_frames: int) -> int:
-    """Visual tokens of one segment of `num_frames` frames (keyframe + fast path when >= 2 frames)."""
-    assert 1 <= num_frames <= config.segment_size, f"segment of {num_frames} frames"
-    return config.keyframe_tokens + (config.fast_tokens if num_frames >= 2 else 0)
+        return self.token_costs.fast
 
 
 def visual_token_count(config: ClapperConfig, frames_per_segment: Iterable[int] | int) -> int:
-    """Visual tokens of a video, given its segments' frame counts or its total number of frames.
-
-    An int means that many frames cut into consecutive segments of `config.segment_size`.
-    """
-    if isinstance(frames_per_segment, int):
-        frames_per_segment = split_segments(frames_per_segment, config.segment_size)
-    return sum(segment_token_count(config, n) for n in frames_per_segment)
+    """Visual tokens of a video, given its segments' frame counts or its total number of frames."""
+    return config.token_costs.count(frames_per_segment)
 
 
-def split_segments(num_frames: int, segment_size: int) -> list[int]:
-    """Frame counts of consecutive segments: 10 frames by 4 -> [4, 4, 2]."""
-    assert num_frames >= 0 and segment_size >= 1
-    full, rest = divmod(num_frames, segment_size)
-    return [segment_size] * full + ([rest] if rest else [])
+__all__ = ["FAST_PATHS", "ClapperConfig", "split_segments", "visual_token_count"]
 
 
 def _register() -> None:

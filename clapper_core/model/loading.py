@@ -16,9 +16,11 @@ from pathlib import Path
 
 from clapper_core.errors import ConfigError, ModelError, ModelFormatError, ModelNotFoundError, QuantizationError
 from clapper_core.hardware import ATTNS, DEVICES, QUANTS, HardwareChoice, choose_hardware
+from clapper_core.model.tokens import TokenCosts, token_costs
 
 DEMO_MODEL = "clapper-demo"
 DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo_model"
+MODEL_TYPES = ("clapper", "llava_onevision")
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 # Kept out of 4-bit: small, and sensitive to quantization error.
 SKIP_QUANT_MODULES = ["model.vision_tower", "model.multi_modal_projector", "model.time_perceiver", "lm_head"]
@@ -67,8 +69,11 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def resolve_model_dir(name: str) -> Path:
-    """The local directory holding `name`: a path, the built-in demo model, or a Hub snapshot."""
+def resolve_model_dir(name: str, *, cached_only: bool = False) -> Path:
+    """The local directory holding `name`: a path, the built-in demo model, or a Hub snapshot.
+
+    `cached_only` never downloads: a Hugging Face id must already be in the local cache.
+    """
     if name == DEMO_MODEL:
         if not (DEMO_MODEL_DIR / "config.json").is_file():
             raise ModelNotFoundError(
@@ -85,24 +90,24 @@ def resolve_model_dir(name: str) -> Path:
         raise ModelNotFoundError(
             f"no model directory at {name}; check the path, or pass a Hugging Face id (owner/name)"
         )
-    return _snapshot(name)
+    return _snapshot(name, local_only=cached_only or _offline())
 
 
-def _snapshot(repo_id: str) -> Path:
+def _snapshot(repo_id: str, *, local_only: bool) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    offline = _offline()
     try:
         return Path(
             snapshot_download(
                 repo_id,
                 allow_patterns=["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"],
-                local_files_only=offline,
+                local_files_only=local_only,
             )
         )
     except LocalEntryNotFoundError as exc:
-        why = "HF_HUB_OFFLINE is set" if offline else "the Hugging Face Hub cannot be reached"
+        why = "HF_HUB_OFFLINE is set" if _offline() else (
+            "only the cache is read here" if local_only else "the Hugging Face Hub cannot be reached")
         raise ModelNotFoundError(
             f"{repo_id} is not in the Hugging Face cache and {why}; download it once online or pass a local directory"
         ) from exc
@@ -115,11 +120,8 @@ def _snapshot(repo_id: str) -> Path:
 # --- configs -----------------------------------------------------------------------------
 
 
-def read_clapper_config(model_dir: Path):
-    """The ClapperConfig of a model directory (a LLaVA-OneVision config is converted); and its kind."""
-    from clapper_core.model import llava_onevision
-    from clapper_core.model.configuration_clapper import ClapperConfig
-
+def read_config_json(model_dir: Path) -> dict:
+    """The raw config.json of a Clapper or LLaVA-OneVision model directory (no transformers needed)."""
     cfg_file = model_dir / "config.json"
     if not cfg_file.is_file():
         raise ModelFormatError(f"{model_dir} has no config.json; it is not a model directory (or is incomplete)")
@@ -127,17 +129,36 @@ def read_clapper_config(model_dir: Path):
         data = json.loads(cfg_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFormatError(f"{cfg_file} is not valid JSON ({exc}); re-download or re-save the model") from exc
-    kind = data.get("model_type")
+    kind = data.get("model_type") if isinstance(data, dict) else None
+    if kind not in MODEL_TYPES:
+        raise ModelFormatError(
+            f"{model_dir} holds a model of type {kind!r}; clapper loads 'clapper' and 'llava_onevision' checkpoints"
+        )
+    return data
+
+
+def read_clapper_config(model_dir: Path):
+    """The ClapperConfig of a model directory (a LLaVA-OneVision config is converted); and its kind."""
+    from clapper_core.model import llava_onevision
+    from clapper_core.model.configuration_clapper import ClapperConfig
+
+    data = read_config_json(model_dir)
+    kind = data["model_type"]
     try:
-        if kind == "clapper":
-            return ClapperConfig.from_pretrained(str(model_dir)), kind
         if kind == llava_onevision.MODEL_TYPE:
             return llava_onevision.clapper_config_from_llava_onevision(data), kind
+        return ClapperConfig.from_pretrained(str(model_dir)), kind
     except (ValueError, TypeError, KeyError) as exc:
-        raise ModelFormatError(f"{cfg_file} is not a valid {kind} config: {_first_line(exc)}") from exc
-    raise ModelFormatError(
-        f"{model_dir} holds a model of type {kind!r}; clapper loads 'clapper' and 'llava_onevision' checkpoints"
-    )
+        raise ModelFormatError(f"{model_dir / 'config.json'} is not a valid {kind} config: {_first_line(exc)}") from exc
+
+
+def model_token_costs(name: str) -> tuple[TokenCosts, Path]:
+    """The visual-token costs of model `name` and its directory, from its config.json alone.
+
+    Never downloads and never imports torch: `clapper probe` counts with it what `ask` will spend.
+    """
+    model_dir = resolve_model_dir(name, cached_only=True)
+    return token_costs(read_config_json(model_dir)), model_dir
 
 
 def _first_line(exc: BaseException) -> str:

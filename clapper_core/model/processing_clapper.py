@@ -5,7 +5,7 @@ The prompt is built in two parts so that several questions about one video share
     prefix = <|im_start|>system ...<|im_end|>\\n<|im_start|>user\\n [0.0s]<video>*245 [4.0s]<video>*245 ...
     suffix = \\n{question}<|im_end|>\\n<|im_start|>assistant\\n
 
-The number of `<video>` tokens per segment comes from `visual_token_count` (the config), the same
+The number of `<video>` tokens per segment comes from the config's `token_costs`, the same
 count the model checks when it scatters the visual features into the prompt.
 """
 
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from clapper_core.errors import ConfigError, ModelFormatError
-from clapper_core.model.configuration_clapper import ClapperConfig, segment_token_count, split_segments
+from clapper_core.model.configuration_clapper import ClapperConfig, split_segments
 from clapper_core.model.tokenizer import VIDEO_TOKEN
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
@@ -131,16 +131,17 @@ class ClapperProcessor:
 
     def count(self, segment_sizes: Sequence[int]) -> int:
         """Visual tokens for these segments (the model checks the same number)."""
-        return sum(segment_token_count(self.config, n) for n in segment_sizes)
+        return self.config.token_costs.count(segment_sizes)
 
     def video_ids(self, segment_sizes: Sequence[int], start_times: Sequence[float] | None) -> list[int]:
         """Per segment: optional "[12.0s]" timestamp text, then its video placeholder tokens."""
         ids: list[int] = []
         stamps = self.config.segment_timestamps and start_times is not None
+        costs = self.config.token_costs
         for i, n in enumerate(segment_sizes):
             if stamps:
                 ids += self.tokenizer.encode(f"[{start_times[i]:.1f}s]", add_special_tokens=False)
-            ids += [self.video_token_id] * segment_token_count(self.config, n)
+            ids += [self.video_token_id] * costs.segment(n)
         return ids
 
     def _chat_halves(self, question: str, history: Sequence[tuple[str, str]] = (),

@@ -5,15 +5,13 @@ No torch at import: `Clip.to_tensor` imports it when called, so `clapper probe` 
 
 from __future__ import annotations
 
-from clapper_core.video.clip import FAST_TOKENS, KEYFRAME_TOKENS, Clip, SamplingPlan, Segment, VideoInfo
+from clapper_core.video.clip import Clip, SamplingPlan, Segment, VideoInfo
 from clapper_core.video.decode import IMAGE_SUFFIXES, load_clip, probe_video
 from clapper_core.video.probe import ProbeReport, inspect_video
 from clapper_core.video.sampling import SamplingConfig, make_segments, plan_sampling
 
 __all__ = [
-    "FAST_TOKENS",
     "IMAGE_SUFFIXES",
-    "KEYFRAME_TOKENS",
     "Clip",
     "ProbeReport",
     "SamplingConfig",

@@ -11,11 +11,6 @@ from typing import Any
 
 import numpy as np
 
-# Visual tokens per segment, as the model spends them: the keyframe keeps a 14x14 grid of
-# SigLIP tokens; a segment of 2+ frames adds 49 TimePerceiver tokens (a lone frame adds none).
-KEYFRAME_TOKENS = 196
-FAST_TOKENS = 49
-
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -77,9 +72,6 @@ class Segment:
     def has_fast_path(self) -> bool:
         return self.num_frames >= 2
 
-    def visual_tokens(self, keyframe_tokens: int = KEYFRAME_TOKENS, fast_tokens: int = FAST_TOKENS) -> int:
-        return keyframe_tokens + (fast_tokens if self.has_fast_path else 0)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.index,
@@ -90,13 +82,6 @@ class Segment:
             "num_frames": self.num_frames,
             "has_fast_path": self.has_fast_path,
         }
-
-
-def visual_tokens(
-    segments: tuple[Segment, ...], keyframe_tokens: int = KEYFRAME_TOKENS, fast_tokens: int = FAST_TOKENS
-) -> int:
-    """Visual tokens the model spends on these segments."""
-    return sum(s.visual_tokens(keyframe_tokens, fast_tokens) for s in segments)
 
 
 @dataclass(frozen=True)
@@ -120,8 +105,10 @@ class SamplingPlan:
     def num_frames(self) -> int:
         return len(self.timestamps)
 
-    def visual_tokens(self, keyframe_tokens: int = KEYFRAME_TOKENS, fast_tokens: int = FAST_TOKENS) -> int:
-        return visual_tokens(self.segments, keyframe_tokens, fast_tokens)
+    @property
+    def segment_sizes(self) -> tuple[int, ...]:
+        """Frames per segment, in order: what a model's `TokenCosts.count` prices."""
+        return tuple(s.num_frames for s in self.segments)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,7 +118,6 @@ class SamplingPlan:
             "sample_fps": round(self.sample_fps, 6),
             "timestamps": [round(t, 6) for t in self.timestamps],
             "segments": [s.to_dict() for s in self.segments],
-            "visual_tokens": self.visual_tokens(),
             "warnings": list(self.warnings),
         }
 
@@ -166,8 +152,10 @@ class Clip:
     def num_frames(self) -> int:
         return int(self.frames.shape[0])
 
-    def visual_tokens(self, keyframe_tokens: int = KEYFRAME_TOKENS, fast_tokens: int = FAST_TOKENS) -> int:
-        return visual_tokens(self.segments, keyframe_tokens, fast_tokens)
+    @property
+    def segment_sizes(self) -> tuple[int, ...]:
+        """Frames per segment, in order: what a model's `TokenCosts.count` prices."""
+        return tuple(s.num_frames for s in self.segments)
 
     def to_tensor(self):
         """The frames as a torch.uint8 tensor (T, 3, H, W)."""
@@ -187,6 +175,5 @@ class Clip:
             "seek": self.seek,
             "timestamps": [round(t, 6) for t in self.timestamps],
             "segments": [s.to_dict() for s in self.segments],
-            "visual_tokens": self.visual_tokens(),
             "warnings": list(self.warnings),
         }

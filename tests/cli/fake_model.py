@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from clapper_core.errors import ModelError
+from clapper_core.model.tokens import DEFAULT_COSTS
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class FakeSession:
     def __init__(self, loaded, clip) -> None:
         self.clip = clip
         self.encode_s = 0.001
-        self.num_visual_tokens = sum(s.visual_tokens() for s in clip.segments)
+        self.num_visual_tokens = DEFAULT_COSTS.count(clip.segment_sizes)
         self.last_stats = None
 
     streams = 0  # answers started in this process

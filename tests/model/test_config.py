@@ -6,7 +6,6 @@ import pytest
 
 from clapper_core.model.configuration_clapper import (
     ClapperConfig,
-    segment_token_count,
     split_segments,
     visual_token_count,
 )
@@ -19,12 +18,12 @@ def full():
 
 def test_default_geometry_is_245_per_segment(full):
     assert full.patch_grid == 27 and full.keyframe_grid == 14
-    assert segment_token_count(full, 4) == 196 + 49 == 245
+    assert full.token_costs.segment(4) == 196 + 49 == 245
 
 
 @pytest.mark.parametrize("frames, tokens", [(1, 196), (2, 245), (3, 245), (4, 245)])
 def test_trailing_segments(full, frames, tokens):
-    assert segment_token_count(full, frames) == tokens
+    assert full.token_costs.segment(frames) == tokens
 
 
 def test_96_frames_cost_5880_tokens(full):
@@ -77,3 +76,33 @@ def test_round_trip_and_auto_config(tmp_path):
     assert isinstance(back, ClapperConfig)
     assert (back.perceiver_grid, back.segment_timestamps, back.fast_path) == (5, False, "avgpool")
     assert back.vision_config.model_type == "siglip_vision_model" and back.text_config.model_type == "qwen2"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"perceiver_grid": 4, "keyframe_pool_stride": 3}, {"fast_path": "none", "segment_size": 8},
+     {"vision_config": {"image_size": 392, "patch_size": 14}}, {"vision_config": {"hidden_size": 64}}],
+)
+def test_config_json_counts_like_the_config(kwargs, tmp_path):
+    """`token_costs` reads a saved config.json (no transformers) and agrees with the loaded config."""
+    import json
+
+    from clapper_core.model.tokens import token_costs
+
+    cfg = ClapperConfig(**kwargs)
+    cfg.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert token_costs(saved) == cfg.token_costs
+    assert token_costs(cfg.to_diff_dict()) == cfg.token_costs
+
+
+def test_llava_onevision_config_json_counts_like_its_conversion(tiny_llava_onevision_dir):
+    import json
+
+    from clapper_core.model.llava_onevision import clapper_config_from_llava_onevision
+    from clapper_core.model.tokens import token_costs
+
+    data = json.loads((tiny_llava_onevision_dir / "config.json").read_text())
+    assert token_costs(data) == clapper_config_from_llava_onevision(data).token_costs
+    assert token_costs({"model_type": "llava_onevision"}).to_dict() == {
+        "keyframe_tokens": 196, "fast_tokens": 49, "segment_size": 4}

@@ -163,7 +163,7 @@ def test_still_image_is_a_one_frame_video(still_image):
     clip = load_clip(still_image)
     assert clip.frames.shape == (1, 30, 40, 3) and clip.timestamps == (0.0,)
     assert frame_index(clip.frames[0]) == 5 and clip.info.kind == "image"
-    assert clip.visual_tokens() == 196 and not clip.segments[0].has_fast_path
+    assert clip.segment_sizes == (1,) and not clip.segments[0].has_fast_path
 
 
 @pytest.mark.parametrize("suffix", ["jpg", "webp"])

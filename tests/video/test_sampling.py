@@ -59,9 +59,13 @@ def test_segments_tile_the_video_and_a_lone_last_frame_is_keyframe_only():
 
 
 def test_visual_tokens_count_196_per_keyframe_and_49_per_fast_path():
-    assert plan_sampling(info(3600.0)).visual_tokens() == 24 * 245 == 5880
-    assert plan_sampling(info(9.0), SamplingConfig(num_frames=9)).visual_tokens() == 2 * 245 + 196
-    assert plan_sampling(info(9.0), SamplingConfig(num_frames=9)).visual_tokens(10, 1) == 32
+    from clapper_core.model.tokens import DEFAULT_COSTS, TokenCosts
+
+    assert DEFAULT_COSTS.count(plan_sampling(info(3600.0)).segment_sizes) == 24 * 245 == 5880
+    plan = plan_sampling(info(9.0), SamplingConfig(num_frames=9))
+    assert plan.segment_sizes == (4, 4, 1)
+    assert DEFAULT_COSTS.count(plan.segment_sizes) == 2 * 245 + 196
+    assert TokenCosts(keyframe=10, fast=1, segment_size=4).count(plan.segment_sizes) == 32
 
 
 def test_make_segments_uses_midpoints_between_irregular_frames():

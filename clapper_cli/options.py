@@ -11,16 +11,22 @@ Usage in a command::
 
     def ask(video: ..., model: opt.Model = None, quant: opt.Quant = None, json_out: opt.Json = False): ...
 
-This module imports only typer and the standard library: it is loaded for `--help` and
-shell completion.
+Defaults and choices come from `clapper_core.defaults`, so the help says what settings use. The
+`*_option` factories build the same options with another panel or help (the `clapper train`
+command, whose values do not go through settings, takes them with its own defaults).
+
+This module imports only typer, the standard library and `clapper_core.defaults`: it is loaded
+for `--help` and shell completion.
 """
 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+
+from clapper_core import defaults as D
 
 MODEL_PANEL = "Model"
 SAMPLING_PANEL = "Video sampling"
@@ -28,19 +34,15 @@ GENERATION_PANEL = "Generation"
 OUTPUT_PANEL = "Output"
 
 
-class QuantChoice(str, Enum):
-    """Weight precision: `auto` picks bf16 on a GPU and fp32 on the CPU."""
-
-    auto = "auto"
-    bf16 = "bf16"
-    fp32 = "fp32"
-    q4 = "4bit"
+def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A str Enum whose members are `values` (typer lists them as the option's choices)."""
+    return Enum(name, [(v, v) for v in values], type=str)
 
 
-class DeviceChoice(str, Enum):
-    auto = "auto"
-    cuda = "cuda"
-    cpu = "cpu"
+QuantChoice = choices("QuantChoice", D.QUANTS)
+DeviceChoice = choices("DeviceChoice", D.DEVICES)
+AttnChoice = choices("AttnChoice", D.ATTNS)
+SeekChoice = choices("SeekChoice", D.SEEKS)
 
 
 def choice_value(value: Enum | str | None) -> str | None:
@@ -48,119 +50,82 @@ def choice_value(value: Enum | str | None) -> str | None:
     return value.value if isinstance(value, Enum) else value
 
 
+def _option(*names: str, panel: str, help: str, **kwargs: Any):
+    kwargs.setdefault("show_default", False)
+    return typer.Option(*names, help=help, rich_help_panel=panel, **kwargs)
+
+
 # --- model -----------------------------------------------------------------------------
 
-Model = Annotated[
-    Optional[str],
-    typer.Option(
-        "--model",
-        "-m",
-        metavar="<name|dir>",
-        help="Model: a local directory, a Hugging Face id, or [bold]clapper-demo[/bold] (the built-in demo).",
-        show_default=False,
-        rich_help_panel=MODEL_PANEL,
-    ),
-]
-Quant = Annotated[
-    Optional[QuantChoice],
-    typer.Option(
-        "--quant",
-        help="Weight precision (default: auto = bf16 on GPU, fp32 on CPU).",
-        show_default=False,
-        case_sensitive=False,
-        rich_help_panel=MODEL_PANEL,
-    ),
-]
-Device = Annotated[
-    Optional[DeviceChoice],
-    typer.Option(
-        "--device",
-        help="Where to run (default: auto = CUDA when available).",
-        show_default=False,
-        case_sensitive=False,
-        rich_help_panel=MODEL_PANEL,
-    ),
-]
+
+def model_option(*, panel: str = MODEL_PANEL):
+    return _option("--model", "-m", metavar="<name|dir>", panel=panel,
+                   help="Model: a local directory, a Hugging Face id, or [bold]clapper-demo[/bold] (the built-in demo).")
+
+
+def quant_option(*, panel: str = MODEL_PANEL):
+    return _option("--quant", case_sensitive=False, panel=panel,
+                   help=f"Weight precision (default: {D.QUANT} = bf16 on GPU, fp32 on CPU).")
+
+
+def device_option(*, panel: str = MODEL_PANEL):
+    return _option("--device", case_sensitive=False, panel=panel,
+                   help=f"Where to run (default: {D.DEVICE} = CUDA when available).")
+
+
+Model = Annotated[Optional[str], model_option()]
+Quant = Annotated[Optional[QuantChoice], quant_option()]
+Device = Annotated[Optional[DeviceChoice], device_option()]
 
 # --- video sampling ----------------------------------------------------------------------
 
-Fps = Annotated[
-    Optional[float],
-    typer.Option(
-        "--fps",
-        help="Frames sampled per second of video (default 1).",
-        show_default=False,
-        rich_help_panel=SAMPLING_PANEL,
-    ),
-]
-MaxFrames = Annotated[
-    Optional[int],
-    typer.Option(
-        "--max-frames",
-        help="Upper bound on frames per video; long videos are sampled more sparsely (default 96).",
-        show_default=False,
-        rich_help_panel=SAMPLING_PANEL,
-    ),
-]
+
+def fps_option(*, default: float = D.FPS, panel: str = SAMPLING_PANEL):
+    return _option("--fps", panel=panel, help=f"Frames sampled per second of video (default {default:g}).")
+
+
+def max_frames_option(*, default: int = D.MAX_FRAMES, panel: str = SAMPLING_PANEL):
+    return _option("--max-frames", panel=panel,
+                   help=f"Upper bound on frames per video; long videos are sampled more sparsely (default {default}).")
+
+
+Fps = Annotated[Optional[float], fps_option()]
+MaxFrames = Annotated[Optional[int], max_frames_option()]
 SegmentSize = Annotated[
     Optional[int],
-    typer.Option(
-        "--segment-size",
-        help="Frames per slow-fast segment (default 4).",
-        show_default=False,
-        rich_help_panel=SAMPLING_PANEL,
-    ),
+    _option("--segment-size", panel=SAMPLING_PANEL, help=f"Frames per slow-fast segment (default {D.SEGMENT_SIZE})."),
 ]
 
 # --- generation ----------------------------------------------------------------------------
 
 MaxNewTokens = Annotated[
     Optional[int],
-    typer.Option(
-        "--max-new-tokens",
-        help="Longest answer, in tokens (default 256).",
-        show_default=False,
-        rich_help_panel=GENERATION_PANEL,
-    ),
+    _option("--max-new-tokens", panel=GENERATION_PANEL, help=f"Longest answer, in tokens (default {D.MAX_NEW_TOKENS})."),
 ]
 Temperature = Annotated[
     Optional[float],
-    typer.Option(
-        "--temperature",
-        "-t",
-        help="Sampling temperature; 0 is greedy and deterministic (default 0).",
-        show_default=False,
-        rich_help_panel=GENERATION_PANEL,
-    ),
+    _option("--temperature", "-t", panel=GENERATION_PANEL,
+            help=f"Sampling temperature; 0 is greedy and deterministic (default {D.TEMPERATURE:g})."),
 ]
-Seed = Annotated[
-    Optional[int],
-    typer.Option(
-        "--seed",
-        help="Random seed for sampling with temperature > 0.",
-        show_default=False,
-        rich_help_panel=GENERATION_PANEL,
-    ),
-]
+
+
+def seed_option(*, panel: str = GENERATION_PANEL, help: str = "Random seed for sampling with temperature > 0."):
+    return _option("--seed", panel=panel, help=help)
+
+
+Seed = Annotated[Optional[int], seed_option()]
 
 # --- output --------------------------------------------------------------------------------
 
 Json = Annotated[
     bool,
-    typer.Option(
-        "--json",
-        metavar="",
-        help="Print machine-readable JSON on stdout (no progress display).",
-        rich_help_panel=OUTPUT_PANEL,
-    ),
+    _option("--json", metavar="", panel=OUTPUT_PANEL, show_default=True,
+            help="Print machine-readable JSON on stdout (no progress display)."),
 ]
-Quiet = Annotated[
-    bool,
-    typer.Option(
-        "--quiet",
-        "-q",
-        metavar="",
-        help="No progress display and no notices on stderr; errors still show.",
-        rich_help_panel=OUTPUT_PANEL,
-    ),
-]
+
+
+def quiet_option(*, help: str = "No progress display and no notices on stderr; errors still show."):
+    return _option("--quiet", "-q", metavar="", panel=OUTPUT_PANEL, show_default=True, help=help)
+
+
+Quiet = Annotated[bool, quiet_option()]

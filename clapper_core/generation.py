@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
+from clapper_core import defaults
 from clapper_core.errors import ConfigError
 
 
@@ -29,10 +30,10 @@ from clapper_core.errors import ConfigError
 class GenerationConfig:
     """Sampling knobs. temperature 0 = greedy (the default); top_p applies when sampling."""
 
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
+    max_new_tokens: int = defaults.MAX_NEW_TOKENS
+    temperature: float = defaults.TEMPERATURE
+    top_p: float = defaults.TOP_P
+    seed: int | None = defaults.SEED
 
     def __post_init__(self):
         if self.max_new_tokens < 1:

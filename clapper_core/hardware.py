@@ -13,11 +13,9 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
+from clapper_core import defaults
+from clapper_core.defaults import ATTNS, DEVICES, QUANTS
 from clapper_core.errors import ConfigError, DeviceError, QuantizationError
-
-DEVICES = ("auto", "cuda", "cpu")
-QUANTS = ("auto", "bf16", "4bit", "fp32")
-ATTNS = ("auto", "sdpa", "flash_attention_2", "eager")
 
 
 # bitsandbytes quantizes NF4 in blocks of 64 input values. On the CPU its matmul repacks each weight into
@@ -64,9 +62,9 @@ def _installed(module: str) -> bool:
 
 
 def choose_hardware(
-    device: str = "auto",
-    quant: str = "auto",
-    attn: str = "auto",
+    device: str = defaults.DEVICE,
+    quant: str = defaults.QUANT,
+    attn: str = defaults.ATTN,
     *,
     cuda_available: bool | None = None,
     flash_attn_available: bool | None = None,

@@ -22,16 +22,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from clapper_core import defaults as D
+from clapper_core.defaults import ATTNS, DEVICES, QUANTS
 from clapper_core.errors import ConfigError
 
-DEMO_MODEL = "clapper-demo"
-DEFAULT_CAPTION_PROMPT = "Describe this video in detail."
+DEMO_MODEL = D.MODEL
 ENV_PREFIX = "CLAPPER_"
 CONFIG_ENV = "CLAPPER_CONFIG"  # path of the config file, overriding the platformdirs location
-
-QUANT_CHOICES = ("auto", "bf16", "fp32", "4bit")
-DEVICE_CHOICES = ("auto", "cuda", "cpu")
-ATTN_CHOICES = ("auto", "sdpa", "flash_attention_2", "eager")
 
 
 # --- what each key is ---------------------------------------------------------------------
@@ -97,18 +94,18 @@ class Key:
 KEYS: dict[str, Key] = {
     k.name: k
     for k in (
-        Key("model", _text, DEMO_MODEL, "model directory, Hugging Face id, or clapper-demo", "./checkpoints/clapper"),
-        Key("quant", _choice(*QUANT_CHOICES), "auto", "weight precision: " + "|".join(QUANT_CHOICES), "4bit"),
-        Key("device", _choice(*DEVICE_CHOICES), "auto", "where to run: " + "|".join(DEVICE_CHOICES), "cuda"),
-        Key("attn", _choice(*ATTN_CHOICES), "auto", "attention kernel: " + "|".join(ATTN_CHOICES), "sdpa"),
-        Key("fps", _number(integer=False, low=0, low_open=True), 1.0, "frames sampled per second", "0.5"),
-        Key("max_frames", _number(integer=True, low=1), 96, "most frames sampled from one video", "64"),
-        Key("segment_size", _number(integer=True, low=1), 4, "frames per slow-fast segment", "4"),
-        Key("max_new_tokens", _number(integer=True, low=1), 256, "longest answer in tokens", "128"),
-        Key("temperature", _number(integer=False, low=0), 0.0, "sampling temperature (0 = greedy)", "0.7"),
-        Key("top_p", _number(integer=False, low=0, low_open=True, high=1), 1.0, "nucleus sampling mass", "0.9"),
-        Key("seed", _optional_int, None, "random seed for sampling (none = unseeded)", "1234"),
-        Key("prompt", _text, DEFAULT_CAPTION_PROMPT, "prompt `clapper caption` asks", "Describe the video."),
+        Key("model", _text, D.MODEL, "model directory, Hugging Face id, or clapper-demo", "./checkpoints/clapper"),
+        Key("quant", _choice(*QUANTS), D.QUANT, "weight precision: " + "|".join(QUANTS), "4bit"),
+        Key("device", _choice(*DEVICES), D.DEVICE, "where to run: " + "|".join(DEVICES), "cuda"),
+        Key("attn", _choice(*ATTNS), D.ATTN, "attention kernel: " + "|".join(ATTNS), "sdpa"),
+        Key("fps", _number(integer=False, low=0, low_open=True), D.FPS, "frames sampled per second", "0.5"),
+        Key("max_frames", _number(integer=True, low=1), D.MAX_FRAMES, "most frames sampled from one video", "64"),
+        Key("segment_size", _number(integer=True, low=1), D.SEGMENT_SIZE, "frames per slow-fast segment", "4"),
+        Key("max_new_tokens", _number(integer=True, low=1), D.MAX_NEW_TOKENS, "longest answer in tokens", "128"),
+        Key("temperature", _number(integer=False, low=0), D.TEMPERATURE, "sampling temperature (0 = greedy)", "0.7"),
+        Key("top_p", _number(integer=False, low=0, low_open=True, high=1), D.TOP_P, "nucleus sampling mass", "0.9"),
+        Key("seed", _optional_int, D.SEED, "random seed for sampling (none = unseeded)", "1234"),
+        Key("prompt", _text, D.CAPTION_PROMPT, "prompt `clapper caption` asks", "Describe the video."),
     )
 }
 
@@ -128,18 +125,18 @@ def normalize_key(name: str) -> str:
 class Settings:
     """Every default a command needs, resolved once; `sources[key]` says where each came from."""
 
-    model: str = DEMO_MODEL
-    quant: str = "auto"
-    device: str = "auto"
-    attn: str = "auto"
-    fps: float = 1.0
-    max_frames: int = 96
-    segment_size: int = 4
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    prompt: str = DEFAULT_CAPTION_PROMPT
+    model: str = D.MODEL
+    quant: str = D.QUANT
+    device: str = D.DEVICE
+    attn: str = D.ATTN
+    fps: float = D.FPS
+    max_frames: int = D.MAX_FRAMES
+    segment_size: int = D.SEGMENT_SIZE
+    max_new_tokens: int = D.MAX_NEW_TOKENS
+    temperature: float = D.TEMPERATURE
+    top_p: float = D.TOP_P
+    seed: int | None = D.SEED
+    prompt: str = D.CAPTION_PROMPT
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property

@@ -5,7 +5,6 @@ Module level imports only typer and the shared options; PyAV and rich load in th
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -24,12 +23,6 @@ EPILOG = """\
 """
 
 
-class SeekChoice(str, Enum):
-    auto = "auto"
-    exact = "exact"
-    snap = "snap"
-
-
 def probe(
     video: Annotated[Path, typer.Argument(help="A video or image file.", show_default=False, metavar="VIDEO")],
     model: opt.Model = None,
@@ -42,11 +35,11 @@ def probe(
     ] = None,
     segment_size: opt.SegmentSize = None,
     seek: Annotated[
-        SeekChoice,
+        opt.SeekChoice,
         typer.Option("--seek", case_sensitive=False, rich_help_panel=opt.SAMPLING_PANEL,
                      help="exact: the frame shown at each time; snap: the nearest keyframe (fast on long videos); "
                           "auto: snap only when sampled times are 2+ keyframe intervals apart."),
-    ] = SeekChoice.auto,
+    ] = opt.SeekChoice(opt.D.SEEK),
     sheet: Annotated[
         Optional[Path],
         typer.Option("--sheet", metavar="OUT.png", rich_help_panel=opt.OUTPUT_PANEL, show_default=False,

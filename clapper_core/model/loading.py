@@ -14,11 +14,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clapper_core import defaults
+from clapper_core.defaults import ATTNS, DEVICES, QUANTS
 from clapper_core.errors import ConfigError, ModelError, ModelFormatError, ModelNotFoundError, QuantizationError
-from clapper_core.hardware import ATTNS, DEVICES, QUANTS, HardwareChoice, choose_hardware
+from clapper_core.hardware import HardwareChoice, choose_hardware
 from clapper_core.model.tokens import TokenCosts, token_costs
 
-DEMO_MODEL = "clapper-demo"
+DEMO_MODEL = defaults.MODEL
 DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo_model"
 MODEL_TYPES = ("clapper", "llava_onevision")
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
@@ -37,9 +39,9 @@ class LoadConfig:
     `attn` auto|sdpa|flash_attention_2|eager."""
 
     model: str
-    quant: str = "auto"
-    device: str = "auto"
-    attn: str = "auto"
+    quant: str = defaults.QUANT
+    device: str = defaults.DEVICE
+    attn: str = defaults.ATTN
 
     def __post_init__(self):
         if not self.model or not str(self.model).strip():

@@ -16,8 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from clapper_core.defaults import SEGMENT_SIZE
+
 # ClapperConfig's layout defaults (configuration_clapper reads them from here).
-SEGMENT_SIZE = 4
 KEYFRAME_POOL_STRIDE = 2
 FAST_PATH = "perceiver"
 PERCEIVER_GRID = 7

@@ -14,13 +14,12 @@ import random
 import re
 from dataclasses import dataclass
 
-from clapper_core.settings import DEFAULT_CAPTION_PROMPT
+from clapper_core.defaults import CAPTION_PROMPT  # `clapper caption`'s default: captions are trained on it
 from clapper_core.synthetic.world import COLOURS, DIRECTIONS, SHAPES, Scene, SceneObject
 
 ONE_FRAME_FAMILIES: tuple[str, ...] = ("colour", "shape", "count")
 TIME_FAMILIES: tuple[str, ...] = ("direction", "order", "change", "times")
 FAMILIES: tuple[str, ...] = ONE_FRAME_FAMILIES + TIME_FAMILIES
-CAPTION_PROMPT = DEFAULT_CAPTION_PROMPT  # `clapper caption`'s default prompt: captions are trained on it
 # Other ways a user asks for the same description (`clapper ask video.mp4 "what happens?"`): with
 # caption_prompts=True a training caption is asked with one of these, CAPTION_PROMPT included
 # (the tokenizer tells "What" from "what": both are here).

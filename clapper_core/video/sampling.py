@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from clapper_core import defaults
+from clapper_core.defaults import SEEKS
 from clapper_core.errors import ConfigError
 from clapper_core.video.clip import SamplingPlan, Segment, VideoInfo
-
-SEEK_MODES = ("auto", "exact", "snap")
 
 # "auto" snaps to keyframes when targets are at least this many keyframe intervals apart:
 # a snapped frame is then at most 1/4 of the target spacing away from its target.
@@ -34,12 +34,12 @@ class SamplingConfig:
                     (None keeps native size). The model resizes to 384 anyway; this bounds memory.
     """
 
-    fps: float = 1.0
-    max_frames: int = 96
+    fps: float = defaults.FPS
+    max_frames: int = defaults.MAX_FRAMES
     num_frames: int | None = None
-    segment_size: int = 4
-    seek: str = "auto"
-    max_short_side: int | None = 720
+    segment_size: int = defaults.SEGMENT_SIZE
+    seek: str = defaults.SEEK
+    max_short_side: int | None = defaults.MAX_SHORT_SIDE
 
     def __post_init__(self) -> None:
         if (isinstance(self.fps, bool) or not isinstance(self.fps, (int, float))
@@ -49,8 +49,8 @@ class SamplingConfig:
         if self.num_frames is not None:
             _check_count("num_frames", self.num_frames, "leave it unset to sample by fps")
         _check_count("segment_size", self.segment_size, "try segment_size=4")
-        if self.seek not in SEEK_MODES:
-            raise ConfigError(f"seek must be one of {', '.join(SEEK_MODES)}, got {self.seek!r}")
+        if self.seek not in SEEKS:
+            raise ConfigError(f"seek must be one of {', '.join(SEEKS)}, got {self.seek!r}")
         if self.max_short_side is not None:
             _check_count("max_short_side", self.max_short_side, "or None to keep the native size")
             if self.max_short_side < 16:

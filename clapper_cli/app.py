@@ -11,8 +11,8 @@ import os
 from typing import Annotated
 
 import typer
-import typer.core
 
+from clapper_cli import options as opt
 from clapper_cli.commands import (
     ask,
     caption,
@@ -20,10 +20,12 @@ from clapper_cli.commands import (
     config,
     convert,
     doctor,
-    eval as eval_cmd,
     probe,
     serve,
     train,
+)
+from clapper_cli.commands import (
+    eval as eval_cmd,
 )
 
 EPILOG = """\
@@ -38,20 +40,7 @@ Run [cyan]clapper COMMAND --help[/cyan] for a command's options and examples.
 """
 
 
-def _flags_without_type(display_type_rich):
-    """typer prints `<bool>` after every on/off flag (`--help <bool>`); a flag takes no value."""
-
-    def display(self, ctx):
-        if getattr(self, "is_flag", False) and not getattr(self, "count", False) and self.metavar is None:
-            return None
-        return display_type_rich(self, ctx)
-
-    return display
-
-
-typer.core.TyperOption.display_type_rich = _flags_without_type(typer.core.TyperOption.display_type_rich)
-
-app = typer.Typer(
+app = opt.App(
     name="clapper",
     help="Video understanding on your own GPU: ask questions about videos, caption folders of them.",
     epilog=EPILOG,

@@ -25,6 +25,7 @@ from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
+import typer.core
 
 from clapper_core import defaults as D
 
@@ -129,3 +130,36 @@ def quiet_option(*, help: str = "No progress display and no notices on stderr; e
 
 
 Quiet = Annotated[bool, quiet_option()]
+
+# --- the app -------------------------------------------------------------------------------
+
+
+class _PlainFlags:
+    """typer lists an on/off flag's type as `<bool>` (`--help <bool>`) unless its metavar is set; a
+    flag takes no value, so every flag of a command, typer's own `--help` included, gets an empty one."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and not getattr(param, "count", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_PlainFlags, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_PlainFlags, typer.core.TyperGroup):
+    pass
+
+
+class App(typer.Typer):
+    """`typer.Typer` whose commands and groups show their flags (`--help` too) without a type."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cls=_Group, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)

@@ -155,10 +155,3 @@ def validate(obj: Any) -> list[str]:
 
 def _number_or_null(value: Any) -> bool:
     return value is None or _JSON_TYPES["number"](value)
-
-
-def schema_markdown() -> str:
-    """The README's table of fields."""
-    rows = ["| field | type | meaning |", "| --- | --- | --- |"]
-    rows += [f"| `{k}` | {' or '.join(t)} | {d} |" for k, (t, d) in SCHEMA.items()]
-    return "\n".join(rows)

@@ -57,7 +57,6 @@ def ask(
     """Ask questions about a video; the answers stream to stdout."""
     from clapper_core import runner
     from clapper_core.errors import ConfigError
-    from clapper_core.records import Record
     from clapper_core.settings import resolve
 
     from clapper_cli.render import Display

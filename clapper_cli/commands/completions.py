@@ -15,6 +15,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from clapper_cli import options as opt
+
 PROG = "clapper"
 COMPLETE_VAR = "_CLAPPER_COMPLETE"
 FILE_NAMES = {"bash": "clapper.bash", "zsh": "_clapper", "fish": "clapper.fish"}
@@ -42,7 +44,7 @@ def script(shell: str) -> str:
     return get_completion_script(prog_name=PROG, complete_var=COMPLETE_VAR, shell=shell) + "\n"
 
 
-completions_app = typer.Typer(
+completions_app = opt.App(
     name="completions",
     help="Shell completion scripts (bash, zsh, fish).",
     epilog=EPILOG,

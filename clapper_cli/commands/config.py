@@ -25,7 +25,7 @@ EPILOG = """\
 Environment variables override the file: [cyan]CLAPPER_MODEL[/cyan], [cyan]CLAPPER_FPS[/cyan], [cyan]CLAPPER_QUANT[/cyan], ...
 """
 
-config_app = typer.Typer(
+config_app = opt.App(
     name="config",
     help="Show or change the default settings (config file < CLAPPER_* environment < flags).",
     epilog=EPILOG,

@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from clapper_cli import options as opt
 from clapper_cli.options import DeviceChoice, choice_value
 from clapper_core.train.config import LOSS_AVERAGES, PRECISIONS, TrainConfig
 
@@ -32,7 +33,7 @@ DATA_PANEL = "Data"
 TRAIN_PANEL = "Optimisation"
 RUN_PANEL = "Run"
 
-train_app = typer.Typer(
+train_app = opt.App(
     help="Train a Clapper model on videos with conversations (LLaVA format): stage 1 or stage 2.",
     epilog=EPILOG,
     rich_markup_mode="rich",
@@ -211,7 +212,12 @@ class _Progress:
     def __enter__(self):
         if self.live:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+            )
 
             self._bar = Progress(
                 TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(),

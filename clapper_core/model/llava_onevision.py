@@ -21,8 +21,6 @@ LEGACY_KEY_MAPPING = {
     r"^multi_modal_projector": "model.multi_modal_projector",
 }
 
-UNUSED_KEYS = ("image_newline",)
-
 
 def clapper_config_from_llava_onevision(data: dict, **overrides) -> ClapperConfig:
     """A ClapperConfig with LLaVA-OneVision's vision tower, projector and LLM (from its config.json)."""

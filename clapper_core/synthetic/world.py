@@ -117,9 +117,6 @@ class Scene:
     def at_start(self) -> list[SceneObject]:
         return [o for o in self.objects if o.visible[0]]
 
-    def by_shape(self, shape: str) -> SceneObject:
-        return next(o for o in self.objects if o.shape == shape)
-
 
 def sample_scene(rng: random.Random, config: WorldConfig = WorldConfig()) -> Scene:
     """Draw one scene: a mover at the centre plus up to `max_objects - 1` others in the corners."""

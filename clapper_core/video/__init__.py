@@ -6,7 +6,8 @@ No torch at import: `Clip.to_tensor` imports it when called, so `clapper probe` 
 from __future__ import annotations
 
 from clapper_core.video.clip import Clip, SamplingPlan, Segment, VideoInfo
-from clapper_core.video.decode import IMAGE_SUFFIXES, load_clip, probe_video
+from clapper_core.video.container import IMAGE_SUFFIXES, probe_video
+from clapper_core.video.decode import load_clip
 from clapper_core.video.probe import ProbeReport, inspect_video
 from clapper_core.video.sampling import SamplingConfig, make_segments, plan_sampling
 

@@ -15,7 +15,8 @@ from typing import Any
 from clapper_core.errors import ModelError
 from clapper_core.model.tokens import DEFAULT_COSTS, TokenCosts
 from clapper_core.video.clip import Clip, SamplingPlan, VideoInfo
-from clapper_core.video.decode import load_clip, probe_video
+from clapper_core.video.container import probe_video
+from clapper_core.video.decode import load_clip
 from clapper_core.video.sampling import SamplingConfig, plan_sampling
 
 

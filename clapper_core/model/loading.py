@@ -292,7 +292,7 @@ def _check_loading_info(model_dir: Path, info: dict, model) -> None:
         raise ModelFormatError(
             f"{model_dir}: weights do not fit the config ({len(mismatched)} shape mismatches, e.g. {key})"
         )
-    tied = set(getattr(model, "all_tied_weights_keys", {}) or {}) if model.config.tie_word_embeddings else set()
+    tied = set(model.all_tied_weights_keys) if model.config.tie_word_embeddings else set()
     missing = [k for k in info.get("missing_keys") or [] if ".time_perceiver." not in f".{k}" and k not in tied]
     if missing:
         raise ModelFormatError(

@@ -26,7 +26,7 @@ def test_demo_model_is_small_and_complete():
 def test_demo_answers_colour_and_direction_on_fresh_videos(demo, tmp_path):
     """On 12 videos of a seed it never trained on, most colour and direction answers are right.
 
-    Held out (150 videos, bench/temporal.py) the demo scores colour 82.0% (chance 20%) and direction
+    Held out (150 videos, scripts/temporal.py) the demo scores colour 82.0% (chance 20%) and direction
     99.3% (chance 25%); the colour bar sits about two standard deviations below its rate, the direction bar
     more than that, and both far above chance (7 of 12 colours right by guessing: under 0.5%).
     """

@@ -1,4 +1,4 @@
-"""The recipe of the built-in demo model: `python -m clapper_core.train.demo`.
+"""The recipe of the built-in demo model: `python scripts/demo_model.py`.
 
     1. write a synthetic training set (the temporal world of shapes, `clapper_core.synthetic`), with every
        order question a video allows and captions asked in twelve ways ("what happens?" among them)
@@ -15,8 +15,8 @@
 
 Everything is seeded: the same command gives the same model on the same machine, torch version and number of
 CPU threads (`OMP_NUM_THREADS`; another count sums floats in another order, and the runs drift apart).
-The built-in model was made with `OMP_NUM_THREADS=1 python -m clapper_core.train.demo --install`.
-The same `build_recipe_model` / `train_recipe` serve `bench/temporal.py`, which varies the fast path.
+The built-in model was made with `OMP_NUM_THREADS=1 python scripts/demo_model.py --install`.
+The same `build_recipe_model` / `train_recipe` serve `scripts/temporal.py`, which varies the fast path.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clapper_core.errors import ConfigError
+from clapper_core.model.loading import DEMO_MODEL_DIR
 from clapper_core.synthetic import (
     CAPTION_PROMPT,
     CAPTION_PROMPTS,
@@ -41,7 +42,7 @@ from clapper_core.synthetic import (
 )
 from clapper_core.synthetic.world import render_frames, sample_scene
 
-DEMO_DIR = Path(__file__).resolve().parent.parent / "demo_model"
+DEMO_DIR = DEMO_MODEL_DIR  # where the built-in model is installed
 
 VISION = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
               image_size=64, patch_size=8)  # fmt: skip
@@ -246,7 +247,7 @@ def recipe_data(recipe: Recipe) -> dict:
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, *, several_seeds: bool = False) -> None:
-    """The recipe's command-line options, shared by this command and bench/temporal.py (which, with
+    """The recipe's command-line options, shared by this command and scripts/temporal.py (which, with
     `several_seeds`, takes one or more seeds: a run of the recipe each)."""
     from clapper_core.train.trainer import LOSS_AVERAGES
 
@@ -295,7 +296,7 @@ def recipe_from_arguments(args: argparse.Namespace, *, seed: int | None = None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clapper_core.train.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python scripts/demo_model.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("runs/demo"), help="folder for data, checkpoints, logs")
     parser.add_argument("--install", action="store_true", help=f"copy the trained model into {DEMO_DIR}")
     add_recipe_arguments(parser)

@@ -24,7 +24,7 @@ def test_recipe_standardises_vision_features_inside_the_model(tiny_model_dir, tm
     """A random SigLIP gives the synthetic world features with large shared offsets; the recipe
     measures them into the config, so both paths see zero-mean, unit-spread channels."""
     from clapper_core.model.configuration_clapper import ClapperConfig
-    from clapper_core.train.demo import standardize_vision_features, world_frames
+    from scripts.demo_model import standardize_vision_features, world_frames
 
     model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
     frames = world_frames(16, seed=5)
@@ -63,9 +63,9 @@ class _Stop(Exception):
 
 
 def test_demo_command_passes_its_data_options(monkeypatch, tmp_path):
-    """`python -m clapper_core.train.demo` writes every order question, end colours and varied caption prompts by
+    """`python scripts/demo_model.py` writes every order question, end colours and varied caption prompts by
     default; each `--no-...` flag turns one off."""
-    from clapper_core.train import demo
+    from scripts import demo_model as demo
 
     seen = []
 
@@ -117,7 +117,7 @@ def test_attention_gain_keeps_a_still_corner_still(tmp_path):
 
     from clapper_core.model.tiny import build_tiny_clapper
     from clapper_core.synthetic.world import Scene, sample_scene
-    from clapper_core.train.demo import TEXT, VISION, Recipe, standardize_vision_features
+    from scripts.demo_model import TEXT, VISION, Recipe, standardize_vision_features
 
     rng = random.Random(4)
     scene = next(s for s in (sample_scene(rng) for _ in range(200)) if len(s.objects) == 3)
@@ -142,7 +142,7 @@ def test_attention_gain_keeps_a_still_corner_still(tmp_path):
 def test_recipe_arguments_set_the_vision_attention_gain_loss_average_seed_and_tower_training():
     import argparse
 
-    from clapper_core.train import demo
+    from scripts import demo_model as demo
 
     parser = argparse.ArgumentParser()
     demo.add_recipe_arguments(parser)
@@ -171,14 +171,14 @@ def test_recipe_arguments_set_the_vision_attention_gain_loss_average_seed_and_to
 ])
 def test_a_recipe_refuses_tower_options_that_would_do_nothing(fields, says):
     from clapper_core.errors import ConfigError
-    from clapper_core.train.demo import Recipe
+    from scripts.demo_model import Recipe
 
     with pytest.raises(ConfigError, match=says):
         Recipe(**fields)
 
 
 def test_demo_command_refuses_tower_options_without_the_tower_before_writing_anything(tmp_path, capsys):
-    from clapper_core.train import demo
+    from scripts import demo_model as demo
 
     with pytest.raises(SystemExit) as stop:
         demo.main(["--work", str(tmp_path / "run"), "--vision-lr", "5e-5"])
@@ -189,7 +189,8 @@ def test_demo_command_refuses_tower_options_without_the_tower_before_writing_any
 
 
 def test_train_recipe_hands_checkpointing_and_resume_to_both_stages(monkeypatch, tmp_path):
-    from clapper_core.train import demo, trainer
+    from clapper_core.train import trainer
+    from scripts import demo_model as demo
 
     seen = []
     monkeypatch.setattr(trainer, "train", lambda cfg, **_: seen.append(cfg))
@@ -203,7 +204,8 @@ def test_train_recipe_hands_checkpointing_and_resume_to_both_stages(monkeypatch,
 
 
 def test_train_recipe_trains_the_tower_in_stage_2_only_when_asked(monkeypatch, tmp_path):
-    from clapper_core.train import demo, trainer
+    from clapper_core.train import trainer
+    from scripts import demo_model as demo
 
     seen = []
     monkeypatch.setattr(trainer, "train", lambda cfg, **_: seen.append(cfg))
@@ -217,7 +219,8 @@ def test_train_recipe_trains_the_tower_in_stage_2_only_when_asked(monkeypatch, t
 
 def test_frozen_vision_attention_names_every_attention_parameter_of_the_tower(monkeypatch, tmp_path, tiny_model_dir):
     from clapper_core.model.modeling_clapper import ClapperForConditionalGeneration
-    from clapper_core.train import demo, trainer
+    from clapper_core.train import trainer
+    from scripts import demo_model as demo
 
     seen = []
     monkeypatch.setattr(trainer, "train", lambda cfg, **_: seen.append(cfg))
@@ -234,7 +237,7 @@ def test_frozen_vision_attention_reads_the_older_tower_layout_from_the_weights(t
     """A tower saved as `vision_tower.vision_model.` (older LLaVA-OneVision layouts) is named as its weights name it."""
     from safetensors.torch import save_file
 
-    from clapper_core.train.demo import vision_attention_prefixes
+    from scripts.demo_model import vision_attention_prefixes
 
     tower = "model.vision_tower.vision_model.encoder.layers"
     names = [f"{tower}.{i}.{part}" for i in (1, 0, 10, 2) for part in ("self_attn.q_proj.weight", "mlp.fc1.weight")]

@@ -12,13 +12,13 @@ The keyframe is the first sampled frame of the segment, and the synthetic world 
 time (the mover is still in the first second, every event comes later), so the time-only
 families (direction, order, change, times) need the other frames of the segment.
 
-    python bench/temporal.py                      # the default run (over two hours on 2 CPU cores)
-    python bench/temporal.py --only "keyframe only" &  python bench/temporal.py --only "keyframe + avg pool" &
-    python -m clapper_core.train.demo --work runs/demo; wait
-    python bench/temporal.py --reuse --perceiver-from runs/demo/stage2   # the same, as parallel processes
-    python bench/temporal.py --stage2-steps 1500 --videos 2000 --eval-videos 150   # other sizes
-    python bench/temporal.py --seed 0 1 2         # three runs of the recipe: each seed's table, then their mean
-    python bench/temporal.py --reuse --train-videos 150   # also on 150 of each model's own training videos
+    python scripts/temporal.py                      # the default run (over two hours on 2 CPU cores)
+    python scripts/temporal.py --only "keyframe only" &  python scripts/temporal.py --only "keyframe + avg pool" &
+    python scripts/demo_model.py --work runs/demo; wait
+    python scripts/temporal.py --reuse --perceiver-from runs/demo/stage2   # the same, as parallel processes
+    python scripts/temporal.py --stage2-steps 1500 --videos 2000 --eval-videos 150   # other sizes
+    python scripts/temporal.py --seed 0 1 2         # three runs of the recipe: each seed's table, then their mean
+    python scripts/temporal.py --reuse --train-videos 150   # also on 150 of each model's own training videos
 
 Under each table the order family is split by whether its two events happen to one object or to
 two, as answered, then as chosen (the likelier of the question's two options,
@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from clapper_core.errors import ConfigError  # noqa: E402
 from clapper_core.synthetic import FAMILIES, ONE_FRAME_FAMILIES, TIME_FAMILIES, generate_dataset  # noqa: E402
-from clapper_core.train.demo import (  # noqa: E402
+from scripts.demo_model import (  # noqa: E402
     add_recipe_arguments,
     build_recipe_model,
     recipe_data,
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="checkpoint every N steps (0: none), so that a stopped training can go on with --reuse")
     p.add_argument("--perceiver-from", type=Path, metavar="DIR",
                    help="score this model as the perceiver variant instead of training one: the demo "
-                        "recipe's output (python -m clapper_core.train.demo --work runs/demo gives "
+                        "recipe's output (python scripts/demo_model.py --work runs/demo gives "
                         "runs/demo/stage2), which is that variant trained on the same videos; one seed only")
     add_recipe_arguments(p, several_seeds=True)
     args = p.parse_args(argv)
@@ -131,7 +131,7 @@ def _print_seed(rows: list[tuple], fams: list[str], qa_file: Path) -> tuple[dict
     """One seed's table, its order split (free answers, then the likelier option) and the perceiver's paired gaps
     to keyframe only; returns both splits ({model: {1 or 2 objects: fraction right}}) and the gaps ({kind: (gap,
     low, high)}, None without both models)."""
-    from clapper_core.train.synth_eval import order_by_objects, paired_difference
+    from scripts.synth_eval import order_by_objects, paired_difference
 
     print(_header(fams))
     for name, budget, s, *_ in rows:
@@ -168,7 +168,7 @@ def _print_fit(fit: list[tuple[str, int, dict]], fams: list[str]) -> None:
 
 def _print_mean(runs: list[list[tuple]], summaries: list[tuple[dict, dict | None]], fams: list[str]) -> None:
     """The mean of several seeds' tables and order splits, and the perceiver's gap seed by seed."""
-    from clapper_core.train.synth_eval import mean_over_runs
+    from scripts.synth_eval import mean_over_runs
 
     print(_header(fams))
     for i, (name, budget, *_) in enumerate(runs[0]):
@@ -228,7 +228,7 @@ def _kept_scores(final: Path, qa_file: Path, answers: Path, log, tag: str, **how
     from an earlier run: they are keyed by the model file, the question file and `how`, so printing the table
     again (--reuse) does not ask the same questions again."""
     from clapper_core.model import LoadConfig, load_model
-    from clapper_core.train.synth_eval import load_scores, save_scores, score_synthetic
+    from scripts.synth_eval import load_scores, save_scores, score_synthetic
 
     weights = Path(final) / "model.safetensors"
     key = {"model": str(weights.resolve()), "model_mtime_ns": weights.stat().st_mtime_ns,

@@ -1,12 +1,16 @@
-"""Family scores and the paired comparison that bench/temporal.py prints."""
+"""Family scores and the paired comparison that scripts/temporal.py prints."""
 
 import json
 import random
 
 import pytest
 
-from clapper_core.synthetic.questions import normalize_answer, order_events, order_objects
-from clapper_core.train.synth_eval import (
+from clapper_core.synthetic.questions import (
+    normalize_answer,
+    order_events,
+    order_objects,
+)
+from scripts.synth_eval import (
     FamilyScores,
     load_scores,
     mean_over_runs,

@@ -1,21 +1,14 @@
-"""bench/motion_probe.py on a trained model: the direction probes read its own tower and its fast tokens."""
+"""scripts/motion_probe.py on a trained model: the direction probes read its own tower and its fast tokens."""
 
 from __future__ import annotations
 
 import argparse
 import re
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _motion_probe():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import motion_probe
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    from scripts import motion_probe
+
     return motion_probe
 
 
@@ -28,7 +21,7 @@ def test_the_built_in_model_hands_its_llm_the_direction(capsys):
     import torch
 
     from clapper_core.model import LoadConfig, load_model
-    from clapper_core.train.demo import DEMO_DIR
+    from scripts.demo_model import DEMO_DIR
 
     loaded = load_model(LoadConfig(model=str(DEMO_DIR), quant="fp32", device="cpu"))
     torch.manual_seed(0)

@@ -35,9 +35,9 @@ from the same token, when a corner object's first event (appearing, disappearing
 which is what "which happened first" questions compare; and the colour a corner object turned, from that token
 and, for reference, from the object's cell in the last frame (the vision tower's features before any training).
 
-    python bench/motion_probe.py                                   # about a minute on 2 CPU cores
-    python bench/motion_probe.py --model clapper_core/demo_model   # and the demo's perceiver tokens (3 min)
-    python bench/motion_probe.py --vision-attention-gain 1         # the tower's attention as initialised
+    python scripts/motion_probe.py                                   # about a minute on 2 CPU cores
+    python scripts/motion_probe.py --model clapper_core/demo_model   # and the demo's perceiver tokens (3 min)
+    python scripts/motion_probe.py --vision-attention-gain 1         # the tower's attention as initialised
 """
 
 from __future__ import annotations
@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from clapper_core.model import LoadConfig, load_model
-    from clapper_core.model.time_perceiver import spatiotemporal_avg_pool
-    from clapper_core.train.demo import Recipe, build_recipe_model
+    from scripts.demo_model import Recipe, build_recipe_model
 
     gain = Recipe.vision_attention_gain if args.vision_attention_gain is None else args.vision_attention_gain
     torch.manual_seed(0)
@@ -76,6 +75,20 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_model(LoadConfig(model=str(base), quant="fp32", device="cpu"))
     print(f"the demo recipe's random vision tower, attention output scaled by {gain:g}\n")
     model, proc = loaded.model.eval(), loaded.processor
+    _direction_table(model, proc, args)
+    _colour_change_table(model, proc, args)
+    n = _keyframe_table(model, proc, args)
+    for model_dir in args.model:
+        _probe_trained(model_dir, args, n)
+    return 0
+
+
+def _direction_table(model, proc, args) -> None:
+    """The mover's direction from the keyframe, its 3x3 average and its 3x3 motion: a linear probe each."""
+    import torch
+
+    from clapper_core.model.time_perceiver import spatiotemporal_avg_pool
+
     feats: dict[str, list] = {k: [] for k in ("keyframe", "keyframe + 3x3 average", "3x3 motion",
                                               "keyframe + 3x3 motion")}
     labels = []
@@ -94,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, rows in feats.items():
         X = torch.stack(rows)
         print(f"{name:<24}{X.shape[1]:>7}{100 * _linear_probe(X, y, n, classes=4):>14.1f}%")
+
+
+def _colour_change_table(model, proc, args) -> None:
+    """How many times a corner object changes colour, from summaries of its cell over the 4 frames."""
+    import torch
 
     def frame_cells(scene, cell: int):  # the cell in each of the 4 frames, (4, D)
         return _frame_cells(model, proc, scene, cell)
@@ -115,15 +133,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<24}{X.shape[1]:>7}{100 * _mlp_probe(X, counts, n, classes=4):>14.1f}%")
     _print_step_sizes(cells, changed)
 
+
+def _keyframe_table(model, proc, args) -> int:
+    """A corner object's shape and colour from the keyframe; returns the training-scene count."""
+    n = args.count_scenes * 4 // 5
     quarters, shapes, colours = _keyframe_quarters(model, proc, random.Random(args.seed + 2), args.count_scenes)
     print(f"\na corner object's shape and colour from the keyframe's 4x4 cells of its quarter, {n} training "
           f"and {len(shapes) - n} test scenes, MLP probe (128 hidden)")
     print(f"{'question':<24}{'dims':>7}{'test accuracy':>15}")
     for name, y, k in (("shape, 3 classes", shapes, 3), ("colour, 5 classes", colours, 5)):
         print(f"{name:<24}{quarters.shape[1]:>7}{100 * _mlp_probe(quarters, y, n, classes=k):>14.1f}%")
-    for model_dir in args.model:
-        _probe_trained(model_dir, args, n)
-    return 0
+    return n
 
 
 def _probe_trained(model_dir: Path, args, n: int) -> None:

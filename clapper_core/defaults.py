@@ -34,3 +34,8 @@ TEMPERATURE = 0.0  # greedy
 TOP_P = 1.0
 SEED = None  # unseeded
 CAPTION_PROMPT = "Describe this video in detail."
+
+# --- evaluation ------------------------------------------------------------------------------
+
+EVAL_MAX_VISUAL_TOKENS = 6000  # the budget per video: 96 frames of the full-size Clapper
+EVAL_MAX_NEW_TOKENS = 32  # a letter, or a short sentence around one

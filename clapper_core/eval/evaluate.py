@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clapper_core import defaults
 from clapper_core.errors import ConfigError, VideoNotFoundError
 from clapper_core.eval.answers import LETTERS, extract_choice, format_prompt
 from clapper_core.eval.benchmarks import Benchmark, Question
@@ -36,8 +37,8 @@ from clapper_core.records import Record, Timings
 RESULTS_FILE = "results.jsonl"
 REPORT_FILE = "report.json"
 RUN_FILE = "run.json"
-DEFAULT_MAX_VISUAL_TOKENS = 6000
-DEFAULT_MAX_NEW_TOKENS = 32  # a letter, or a short sentence around one
+DEFAULT_MAX_VISUAL_TOKENS = defaults.EVAL_MAX_VISUAL_TOKENS
+DEFAULT_MAX_NEW_TOKENS = defaults.EVAL_MAX_NEW_TOKENS
 PROMPT_VERSION = 1  # bump when `format_prompt` changes: results made with another prompt do not mix
 
 

@@ -94,7 +94,7 @@ def stage_configs(base: Path, data: Path, work: Path, *, recipe: Recipe, save_ev
     """The recipe's stage 1 and stage 2 `TrainConfig`s (validated as they are built, a refusal naming its stage;
     nothing is read or written): stage 1 from `base` into work/stage1, stage 2 from there into work/stage2 with
     `frozen` kept frozen."""
-    from clapper_core.train.trainer import TrainConfig
+    from clapper_core.train.config import TrainConfig
 
     def config(stage: int, **fields):
         try:
@@ -249,7 +249,7 @@ def recipe_data(recipe: Recipe) -> dict:
 def add_recipe_arguments(parser: argparse.ArgumentParser, *, several_seeds: bool = False) -> None:
     """The recipe's command-line options, shared by this command and scripts/temporal.py (which, with
     `several_seeds`, takes one or more seeds: a run of the recipe each)."""
-    from clapper_core.train.trainer import LOSS_AVERAGES
+    from clapper_core.train.config import LOSS_AVERAGES
 
     parser.add_argument("--videos", type=int, default=Recipe.videos, help="training videos")
     parser.add_argument("--seed", type=int, nargs="+" if several_seeds else None,

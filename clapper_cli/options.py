@@ -110,6 +110,14 @@ Temperature = Annotated[
 ]
 
 
+BatchSize = Annotated[
+    Optional[str],
+    _option("--batch-size", "-b", panel=GENERATION_PANEL, metavar="N",
+            help=f"Answers generated together; videos are decoded ahead of them (default {D.BATCH_SIZE}: "
+                 f"{D.BATCH_SIZE_CUDA} on a GPU, {D.BATCH_SIZE_CPU} on the CPU)."),
+]
+
+
 def seed_option(*, panel: str = GENERATION_PANEL, help: str = "Random seed for sampling with temperature > 0."):
     return _option("--seed", panel=panel, help=help)
 

@@ -35,6 +35,13 @@ TOP_P = 1.0
 SEED = None  # unseeded
 CAPTION_PROMPT = "Describe this video in detail."
 
+# --- the batched engine (caption, eval) ------------------------------------------------------
+
+BATCH_SIZE = "auto"  # answers generated together: BATCH_SIZE_CUDA on a GPU, BATCH_SIZE_CPU on the CPU
+BATCH_SIZE_CUDA = 16
+BATCH_SIZE_CPU = 4
+DECODE_WORKERS = 2  # threads decoding videos ahead of the model
+
 # --- evaluation ------------------------------------------------------------------------------
 
 EVAL_MAX_VISUAL_TOKENS = 6000  # the budget per video: 96 frames of the full-size Clapper

@@ -101,17 +101,7 @@ class VideoSession:
         self._tail: list[int] = []  # the tokens in the cache after the prefix
         self._turn_start = self.processor.tokenizer.convert_tokens_to_ids(IM_START)
         self.last_stats: GenerationStats | None = None
-        self.stop_ids = self._stop_ids()
-
-    def _stop_ids(self) -> set[int]:
-        tok = self.processor.tokenizer
-        ids = self.model.generation_config.eos_token_id
-        ids = set(ids if isinstance(ids, (list, tuple)) else [ids] if ids is not None else [])
-        for t in ("<|im_end|>", "<|endoftext|>", tok.eos_token):
-            i = tok.convert_tokens_to_ids(t) if t else None
-            if i is not None and i != tok.unk_token_id:
-                ids.add(int(i))
-        return ids
+        self.stop_ids = stop_ids(self.model, self.processor.tokenizer)
 
     def _forward(self, ids: list[int], *, with_video: bool):
         """Run `ids` through the LLM on top of the cache; returns the last position's logits (V,)."""
@@ -248,6 +238,17 @@ class VideoSession:
                         logits = self._forward([t], with_video=False)
                 out.append(total)
         return out
+
+
+def stop_ids(model, tok) -> set[int]:
+    """The token ids that end an answer: the model's end-of-sequence ids and the chat template's end of turn."""
+    ids = model.generation_config.eos_token_id
+    ids = set(ids if isinstance(ids, (list, tuple)) else [ids] if ids is not None else [])
+    for t in ("<|im_end|>", "<|endoftext|>", tok.eos_token):
+        i = tok.convert_tokens_to_ids(t) if t else None
+        if i is not None and i != tok.unk_token_id:
+            ids.add(int(i))
+    return ids
 
 
 def _sync(device) -> None:

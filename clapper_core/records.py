@@ -92,6 +92,24 @@ class Record:
         return cls(video=video, question=question, error=message, error_type=type(exc).__name__, **context)
 
 
+def precision_name(hardware: Any) -> str:
+    """How the weights are held, as records write it: "bf16", "fp16", "fp32" or "4bit"."""
+    if getattr(hardware, "quant", None) == "4bit":
+        return "4bit"
+    name = str(getattr(hardware, "dtype", "")).replace("torch.", "")
+    return {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(name, name or "unknown")
+
+
+def clip_fields(clip: Any) -> dict[str, Any]:
+    """What a record says about a decoded clip: frames, their times, the segments and the video's length."""
+    return {
+        "frames": clip.num_frames,
+        "timestamps": [float(t) for t in clip.timestamps],
+        "segments": [[s.start, s.stop, float(s.start_time), float(s.end_time)] for s in clip.segments],
+        "duration_s": float(clip.duration),
+    }
+
+
 # field -> (JSON types allowed, description). The README table is generated from this.
 SCHEMA: dict[str, tuple[tuple[str, ...], str]] = {
     "video": (("string",), "path of the video, as given or as found under a directory"),

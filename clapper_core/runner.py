@@ -37,8 +37,9 @@ from clapper_core.batch_files import (  # noqa: F401  (part of this module's int
     find_videos,
     media_suffixes,
 )
+from clapper_core.engine import Work
 from clapper_core.errors import ClapperError, ConfigError, DataError, VideoNotFoundError
-from clapper_core.records import Record, Timings
+from clapper_core.records import Record, Timings, clip_fields, precision_name
 from clapper_core.settings import DEMO_MODEL, Settings
 
 STAGES = ("load", "decode", "encode", "generate")
@@ -62,6 +63,7 @@ class Event:
       "stage_done"  `stage` finished after `seconds`
       "tokens"      `index` pieces of `video`'s answer generated so far, at most `total`
       "video_done"  `video` finished (`record`, `index` of `total`; the record may hold an error)
+      "engine"      the batched engine's running figures (`stats`, an `EngineStats`): videos/min, stage shares
     """
 
     kind: str
@@ -73,6 +75,7 @@ class Event:
     skipped: int = 0
     record: Record | None = None
     message: str | None = None
+    stats: Any = None
 
 
 OnEvent = Callable[[Event], None]
@@ -133,11 +136,10 @@ def _open_session(loaded: Any, clip: Any) -> Any:
     return VideoSession(loaded, clip)
 
 
-def _precision(hardware: Any) -> str:
-    if getattr(hardware, "quant", None) == "4bit":
-        return "4bit"
-    name = str(getattr(hardware, "dtype", "")).replace("torch.", "")
-    return {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(name, name or "unknown")
+def _open_backend(loaded: Any, config: Any) -> Any:
+    from clapper_core.engine.backend import ModelBackend
+
+    return ModelBackend(loaded, batch_size=config.batch_size)
 
 
 class VideoJob:
@@ -169,20 +171,10 @@ class VideoJob:
 
     def base_record(self, question: str) -> Record:
         """A record with everything known about the video and the model, no answer yet."""
-        clip, hardware = self.clip, self.loaded.hardware
-        return Record(
-            video=self.video,
-            question=question,
-            task=self.task,
-            model=self.settings.model,
-            device=str(hardware.device),
-            precision=_precision(hardware),
-            frames=clip.num_frames,
-            timestamps=[float(t) for t in clip.timestamps],
-            segments=[[s.start, s.stop, float(s.start_time), float(s.end_time)] for s in clip.segments],
-            visual_tokens=self.session.num_visual_tokens,
-            duration_s=float(clip.duration),
-        )
+        hardware = self.loaded.hardware
+        return Record(video=self.video, question=question, task=self.task, model=self.settings.model,
+                      device=str(hardware.device), precision=precision_name(hardware),
+                      visual_tokens=self.session.num_visual_tokens, **clip_fields(self.clip))
 
     def stream(self, question: str) -> Iterator[str | Record]:
         """Text pieces of the answer as they are generated, then the finished `Record`."""
@@ -220,7 +212,7 @@ class VideoJob:
 def open_video(video: str | os.PathLike[str], settings: Settings, *, on_event: OnEvent | None = None,
                loaded: Any = None, task: str = "ask", conversation: bool = False) -> VideoJob:
     """Load the model (unless `loaded` is given), decode and encode `video`: the start of a chat."""
-    _check_file(video)
+    check_file(video)
     loaded = loaded if loaded is not None else load(settings, on_event=on_event)
     return VideoJob(loaded, video, settings, task=task, on_event=on_event, conversation=conversation)
 
@@ -247,7 +239,7 @@ def without_leading_space(pieces: Iterable[str]) -> Iterator[str]:
         yield piece
 
 
-def _check_file(video: str | os.PathLike[str]) -> None:
+def check_file(video: str | os.PathLike[str]) -> None:
     path = Path(video)
     if not path.exists():
         raise VideoNotFoundError(f"{path}: no such file; check the path")
@@ -258,7 +250,7 @@ def _check_file(video: str | os.PathLike[str]) -> None:
 # --- batches ------------------------------------------------------------------------------
 
 
-def _recoverable() -> tuple[type[BaseException], ...]:
+def recoverable() -> tuple[type[BaseException], ...]:
     """Errors that fail one video, not the batch: ours, and running out of memory on a long video."""
     kinds: list[type[BaseException]] = [ClapperError, MemoryError]
     import sys
@@ -327,6 +319,8 @@ def caption_batch(
         todo = list(shard_indices(len(videos), info.rank, info.world_size))
 
     emit(Event("batch", total=len(todo) + summary.skipped, skipped=summary.skipped))
+    finished: dict[int, Record] = {}  # done out of order, waiting for the videos before them
+    written = 0
     try:
         if todo and loaded is None:
             device = None
@@ -335,42 +329,42 @@ def caption_batch(
 
                 device = "cpu" if select_device(info, settings.device) == "cpu" else "cuda"
             loaded = load(settings, on_event=emit, device=device)
-        for done, i in enumerate(todo, start=summary.skipped + 1):
-            video = videos[i]
-            record = _caption_one(loaded, video, prompt, settings, emit)
-            if sink is not None:
-                sink.append(record.to_json())
+        engine = _engine(loaded, settings, emit, task="caption") if todo else None
+        works = [Work(str(videos[i]), [prompt]) for i in todo]
+        for done in engine.run(works) if engine else ():
+            record, video = done.record, works[done.work].video
+            finished[done.work] = record
             if record.ok:
                 summary.succeeded += 1
             else:
                 summary.failed += 1
                 summary.failures.append((video, record.error or ""))
-            emit(Event("video_done", video=video, record=record, index=done,
+            emit(Event("video_done", video=video, record=record, index=summary.skipped + len(finished) + written,
                        total=len(todo) + summary.skipped))
+            while written in finished:  # the output keeps the input order
+                if sink is not None:
+                    sink.append(finished.pop(written).to_json())
+                else:
+                    finished.pop(written)
+                written += 1
         if sink is not None:
             sink.finish()
     except KeyboardInterrupt as exc:
         raise BatchInterrupted(summary) from exc
     finally:
-        if sink is not None:
+        if sink is not None:  # answers finished out of order are kept too: a re-run skips them
+            for i in sorted(finished):
+                sink.append(finished[i].to_json())
             sink.close()
         summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _caption_one(loaded: Any, video: str, prompt: str, settings: Settings, emit: OnEvent) -> Record:
-    job = None
-    try:
-        job = VideoJob(loaded, video, settings, task="caption", on_event=emit)
-        return job.answer(prompt)
-    except _recoverable() as exc:
-        hardware = loaded.hardware
-        context: dict[str, Any] = {"task": "caption", "model": settings.model,
-                                   "device": str(hardware.device), "precision": _precision(hardware)}
-        if job is not None:  # decoded, failed later: keep what is known about the video
-            record = job.base_record(prompt)
-            record.error = " ".join(str(exc).split()) or type(exc).__name__
-            record.error_type = type(exc).__name__
-            record.timings = job.timings
-            return record
-        return Record.failure(video, prompt, exc, **context)
+def _engine(loaded: Any, settings: Settings, emit: OnEvent, *, task: str, sampling: Any = None,
+            generation: Any = None) -> Any:
+    """The batched engine for a job, with the settings' batch size (or the device's default)."""
+    from clapper_core.engine import Engine, EngineConfig
+
+    config = EngineConfig.for_device(loaded.hardware.device, settings.batch_size_number)
+    return Engine(loaded, config, sampling or settings.sampling_config(), generation or settings.generation_config(),
+                  model=settings.model, task=task, on_event=emit, backend=_open_backend(loaded, config))

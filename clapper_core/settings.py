@@ -68,6 +68,12 @@ def _number(*, integer: bool, low: float, low_open: bool = False, high: float | 
     return parse
 
 
+def _batch_size(value: Any) -> int | str:
+    if str(value).strip().lower() == "auto":
+        return "auto"
+    return _number(integer=True, low=1)(value)
+
+
 def _optional_int(value: Any) -> int | None:
     if value is None or str(value).strip().lower() in ("", "none", "null"):
         return None
@@ -106,6 +112,9 @@ KEYS: dict[str, Key] = {
         Key("top_p", _number(integer=False, low=0, low_open=True, high=1), D.TOP_P, "nucleus sampling mass", "0.9"),
         Key("seed", _optional_int, D.SEED, "random seed for sampling (none = unseeded)", "1234"),
         Key("prompt", _text, D.CAPTION_PROMPT, "prompt `clapper caption` asks", "Describe the video."),
+        Key("batch_size", _batch_size, D.BATCH_SIZE,
+            f"answers generated together by caption and eval: a number, or auto ({D.BATCH_SIZE_CUDA} on a GPU, "
+            f"{D.BATCH_SIZE_CPU} on the CPU)", "8"),
     )
 }
 
@@ -137,11 +146,17 @@ class Settings:
     top_p: float = D.TOP_P
     seed: int | None = D.SEED
     prompt: str = D.CAPTION_PROMPT
+    batch_size: int | str = D.BATCH_SIZE
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def uses_demo_model(self) -> bool:
         return self.model == DEMO_MODEL
+
+    @property
+    def batch_size_number(self) -> int | None:
+        """The batch size, or None for the device's default ("auto")."""
+        return None if self.batch_size == "auto" else int(self.batch_size)
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sources"}

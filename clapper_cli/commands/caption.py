@@ -21,6 +21,7 @@ EPILOG = """\
   [cyan]clapper caption clip.mp4[/cyan]
   [cyan]clapper caption --fps 1 videos/[/cyan]   [dim]# every video under videos/, recursively[/dim]
   [cyan]clapper caption videos/ --output captions.jsonl[/cyan]   [dim]# resumes if interrupted; --overwrite to redo[/dim]
+  [cyan]clapper caption videos/ -o captions.jsonl --batch-size 32[/cyan]   [dim]# more answers at once on a big GPU[/dim]
   [cyan]clapper caption videos/ --prompt "List the objects that move." --json | jq -r .answer[/cyan]
   [cyan]torchrun --nproc-per-node 8 -m clapper_cli.main caption videos/ -o captions.jsonl[/cyan]   [dim]# one GPU each[/dim]
 
@@ -46,6 +47,7 @@ def caption(
     max_new_tokens: opt.MaxNewTokens = None,
     temperature: opt.Temperature = None,
     seed: opt.Seed = None,
+    batch_size: opt.BatchSize = None,
     prompt: Annotated[
         Optional[str],
         typer.Option("--prompt", "-p", help="What to ask about each video.", show_default=False,
@@ -76,7 +78,7 @@ def caption(
     settings = resolve(dict(
         model=model, quant=opt.choice_value(quant), device=opt.choice_value(device), fps=fps,
         max_frames=max_frames, segment_size=segment_size, max_new_tokens=max_new_tokens,
-        temperature=temperature, seed=seed, prompt=prompt,
+        temperature=temperature, seed=seed, prompt=prompt, batch_size=batch_size,
     ))
     with Display(quiet=quiet, json_output=json_output, batch=True) as display:
         single = len(paths) == 1 and paths[0].is_file()

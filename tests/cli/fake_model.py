@@ -80,6 +80,73 @@ class FakeSession:
         self.last_stats = FakeStats(prefill_s=0.001, generate_s=time.perf_counter() - start, new_tokens=len(words))
 
 
+@dataclass
+class FakePrepared:
+    clip: object
+
+    @property
+    def num_visual_tokens(self) -> int:
+        return DEFAULT_COSTS.count(self.clip.segment_sizes)
+
+
+class FakeBackend:
+    """The engine's model side, canned: each row gives one word of `answer_for` per step."""
+
+    def __init__(self, loaded, config) -> None:
+        self.capacity = config.batch_size
+        self.waiting: list[list] = []
+        self.running: list[list] = []  # [key, words, taken, started]
+
+    @property
+    def free(self) -> int:
+        return self.capacity - len(self.running) - len(self.waiting)
+
+    @property
+    def rows(self) -> int:
+        return len(self.running)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.running or self.waiting)
+
+    def prepare(self, clip):
+        return FakePrepared(clip)
+
+    def encode(self, prepared):
+        return [None] * len(prepared)
+
+    def add(self, items, features):
+        for key, prepared, question, gen in items:
+            self.waiting.append([key, answer_for(question, prepared.clip.num_frames).split(" "), 0, 0.0])
+
+    def step(self):
+        from clapper_core.engine.backend import Answer
+
+        while self.waiting and len(self.running) < self.capacity:
+            row = self.waiting.pop(0)
+            row[3] = time.perf_counter()
+            FakeSession.streams += 1
+            row.append(FakeSession.streams)
+            self.running.append(row)
+        delay = float(os.environ.get("CLAPPER_TEST_TOKEN_DELAY", "0"))
+        stall_after = os.environ.get("CLAPPER_TEST_STALL_AFTER")
+        # rows started after the first `stall_after` never advance, so a signal sent once those are saved
+        # lands while the others are still generating
+        moving = [row for row in self.running if stall_after is None or row[4] <= int(stall_after)]
+        if not moving:
+            delay = 60.0
+        if delay:
+            time.sleep(delay)
+        done = []
+        for row in moving:
+            row[2] += 1
+            if row[2] == len(row[1]):
+                self.running.remove(row)
+                done.append(Answer(key=row[0], text=" ".join(row[1]), new_tokens=len(row[1]), stopped=True,
+                                   prompt_tokens=0, prefill_s=0.001, generate_s=time.perf_counter() - row[3]))
+        return done
+
+
 def fake_load_model(config):
     if config.model.startswith("missing"):
         raise ModelError(f"no model at {config.model}: check the path or the Hugging Face id")
@@ -90,7 +157,8 @@ def install(monkeypatch=None) -> None:
     """Put the stand-in behind `clapper_core.runner` (undone at test end when given `monkeypatch`)."""
     from clapper_core import runner
 
-    for name, value in (("_load_model", fake_load_model), ("_open_session", FakeSession)):
+    for name, value in (("_load_model", fake_load_model), ("_open_session", FakeSession),
+                        ("_open_backend", FakeBackend)):
         if monkeypatch is not None:
             monkeypatch.setattr(runner, name, value)
         else:

@@ -1,0 +1,242 @@
+"""The engine: many videos in, one `Record` per question out, decoding ahead and generating in batches.
+
+    engine = Engine(loaded, EngineConfig(batch_size=8), sampling, generation, model="clapper-demo")
+    for done in engine.run([Work("a.mp4", ["Describe the video."]), Work("b.mp4", [...])]):
+        print(done.work, done.question, done.record.answer)      # in completion order
+
+Decode workers (`pipeline.Prefetch`) read the next videos while the model works. The model's thread
+takes the videos that are ready, as many as the batch has free places, encodes them in one pass and
+queues one row per question; every step of the LLM batch then produces one token for each row, and a
+row that ends makes room for the next video. Results come in completion order with their indices:
+a caller that writes a file in input order restores it, a caller that streams does not wait.
+
+A video that cannot be decoded or encoded gets its error record and the others go on; one that fails
+while its batch-mates generate fails alone too, because rows are independent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from clapper_core.defaults import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, DECODE_WORKERS
+from clapper_core.engine.pipeline import Prefetch
+from clapper_core.errors import ConfigError
+from clapper_core.records import Record, Timings, clip_fields, precision_name
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How much runs at once: answers generated together, videos decoded ahead and the threads decoding them."""
+
+    batch_size: int = BATCH_SIZE_CPU
+    decode_workers: int = DECODE_WORKERS
+    prefetch: int | None = None  # videos decoded ahead of the model; default twice the batch
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size {self.batch_size}: give 1 or more answers generated together")
+        if self.decode_workers < 0:
+            raise ConfigError(f"decode_workers={self.decode_workers} must be 0 (decode on the model's thread) or more")
+
+    @property
+    def depth(self) -> int:
+        return self.prefetch if self.prefetch is not None else 2 * self.batch_size
+
+    @staticmethod
+    def for_device(device: Any, batch_size: int | None = None, **kwargs: Any) -> "EngineConfig":
+        """The batch chosen per device when not given: a GPU takes many rows for the price of one."""
+        if batch_size is None:
+            batch_size = BATCH_SIZE_CUDA if str(getattr(device, "type", device)).startswith("cuda") else BATCH_SIZE_CPU
+        return EngineConfig(batch_size=batch_size, **kwargs)
+
+
+@dataclass(frozen=True)
+class Work:
+    """One video and the questions to ask about it."""
+
+    video: str
+    questions: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Done:
+    work: int  # index into the work list
+    question: int  # index into that work's questions
+    record: Record
+
+
+@dataclass
+class EngineStats:
+    """Where the time went. decode_s adds up the workers' time (it overlaps the model's), the rest is the
+    model thread's: encode_s, generate_s (prefill and decoding steps) and wait_s (waiting for a decode)."""
+
+    started: float = field(default_factory=time.perf_counter)
+    videos: int = 0
+    answers: int = 0
+    tokens: int = 0
+    decode_s: float = 0.0
+    encode_s: float = 0.0
+    generate_s: float = 0.0
+    wait_s: float = 0.0
+    rows: int = 0  # answers in the LLM batch at the last step
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    @property
+    def videos_per_min(self) -> float:
+        return 60.0 * self.videos / self.seconds if self.seconds > 0 else 0.0
+
+    def shares(self) -> dict[str, float]:
+        """Each stage's part of the model thread's time (decode: the time it waited for one)."""
+        total = self.wait_s + self.encode_s + self.generate_s
+        parts = {"decode": self.wait_s, "encode": self.encode_s, "generate": self.generate_s}
+        return {k: (v / total if total else 0.0) for k, v in parts.items()}
+
+
+@dataclass
+class _Video:
+    """A video in flight: its clip until the last of its questions is answered."""
+
+    index: int
+    clip: Any
+    decode_s: float
+    encode_s: float = 0.0
+    visual_tokens: int = 0
+    left: int = 0
+
+
+class Engine:
+    def __init__(self, loaded: Any, config: EngineConfig, sampling: Any, generation: Any, *, model: str,
+                 task: str = "caption", on_event: Callable | None = None, backend: Any = None) -> None:
+        from clapper_core.engine.backend import ModelBackend
+
+        self.loaded, self.config, self.sampling, self.generation = loaded, config, sampling, generation
+        self.model_name, self.task = model, task
+        self.emit = on_event or (lambda event: None)
+        self.backend = backend if backend is not None else ModelBackend(loaded, batch_size=config.batch_size)
+        self.stats = EngineStats()
+
+    # --- one video, in a decode worker ----------------------------------------------------------
+
+    def _decode(self, work: Work) -> tuple[Any, float]:
+        from clapper_core.runner import check_file
+        from clapper_core.video import load_clip
+
+        t0 = time.perf_counter()
+        check_file(work.video)
+        prepared = self.backend.prepare(load_clip(work.video, self.sampling))
+        return prepared, time.perf_counter() - t0
+
+    # --- the model's thread ---------------------------------------------------------------------
+
+    def run(self, works: Sequence[Work]) -> Iterator[Done]:
+        """Answer every question of every work item; `Done`s in completion order."""
+        from clapper_core.runner import Event, recoverable
+
+        videos: dict[int, _Video] = {}
+        source = Prefetch(works, self._decode, workers=self.config.decode_workers, depth=self.config.depth,
+                          catch=recoverable())
+        backend, stats = self.backend, self.stats
+        try:
+            while not source.exhausted or backend.busy:
+                group: list[tuple[int, Any]] = []
+                rows = 0
+                # take what is decoded, up to the free places; wait for a decode only when nothing else can run
+                while not source.exhausted and rows < backend.free and (source.ready() or not (group or backend.busy)):
+                    t0 = time.perf_counter()
+                    i, result = next(source)
+                    stats.wait_s += time.perf_counter() - t0
+                    if isinstance(result, BaseException):
+                        yield from self._failed(i, works[i], result, None)
+                        continue
+                    prepared, decode_s = result
+                    stats.decode_s += decode_s
+                    for warning in getattr(prepared.clip, "warnings", ()):
+                        video = works[i].video
+                        self.emit(Event("notice", video=video,
+                                        message=warning if video in warning else f"{video}: {warning}"))
+                    group.append((i, prepared))
+                    videos[i] = _Video(i, prepared.clip, decode_s, left=len(works[i].questions))
+                    rows += len(works[i].questions)
+                if group:
+                    yield from self._encode(group, works, videos)
+                if backend.busy:
+                    t0 = time.perf_counter()
+                    answers = backend.step()
+                    stats.generate_s += time.perf_counter() - t0
+                    stats.rows = getattr(backend, "rows", 0)
+                    for answer in answers:
+                        yield self._done(answer, works, videos)
+        finally:
+            source.close()
+
+    def _encode(self, group: list[tuple[int, Any]], works: Sequence[Work], videos: dict[int, _Video]) -> Iterator[Done]:
+        from clapper_core.runner import recoverable
+
+        t0 = time.perf_counter()
+        try:
+            features = self.backend.encode([p for _, p in group])
+        except recoverable() as exc:  # one video too big for memory, say: encode them one by one to find it
+            if len(group) == 1:
+                videos.pop(group[0][0])
+                yield from self._failed(group[0][0], works[group[0][0]], exc, group[0][1].clip)
+                return
+            for one in group:
+                yield from self._encode([one], works, videos)
+            return
+        spent = time.perf_counter() - t0
+        self.stats.encode_s += spent
+        items, feats = [], []
+        for (i, prepared), f in zip(group, features):
+            video = videos[i]
+            video.encode_s, video.visual_tokens = spent / len(group), prepared.num_visual_tokens
+            for q, question in enumerate(works[i].questions):
+                items.append(((i, q), prepared, question, self.generation))
+                feats.append(f)
+        self.backend.add(items, feats)
+
+    def _record(self, work: Work, question: str, clip: Any) -> Record:
+        hardware = self.loaded.hardware
+        record = Record(video=work.video, question=question, task=self.task, model=self.model_name,
+                        device=str(hardware.device), precision=precision_name(hardware))
+        if clip is not None:
+            for name, value in clip_fields(clip).items():
+                setattr(record, name, value)
+        return record
+
+    def _done(self, answer: Any, works: Sequence[Work], videos: dict[int, _Video]) -> Done:
+        from clapper_core.runner import Event
+
+        i, q = answer.key
+        video, work = videos[i], works[i]
+        record = self._record(work, work.questions[q], video.clip)
+        record.answer, record.visual_tokens = answer.text, video.visual_tokens
+        record.timings = Timings(decode_s=video.decode_s, encode_s=video.encode_s,
+                                 prefill_s=answer.prefill_s, generate_s=answer.generate_s)
+        record.new_tokens = answer.new_tokens
+        record.tokens_per_s = answer.new_tokens / answer.generate_s if answer.generate_s > 0 else 0.0
+        video.decode_s = video.encode_s = 0.0  # a video's decode and encode belong to its first answer
+        video.left -= 1
+        if not video.left:
+            del videos[i]
+            self.stats.videos += 1
+        self.stats.answers += 1
+        self.stats.tokens += answer.new_tokens
+        self.emit(Event("engine", stats=self.stats))
+        return Done(i, q, record)
+
+    def _failed(self, i: int, work: Work, exc: BaseException, clip: Any) -> Iterator[Done]:
+        from clapper_core.runner import Event
+
+        self.stats.videos += 1
+        self.emit(Event("engine", stats=self.stats))
+        for q, question in enumerate(work.questions):
+            record = self._record(work, question, clip)
+            record.error = " ".join(str(exc).split()) or type(exc).__name__
+            record.error_type = type(exc).__name__
+            yield Done(i, q, record)

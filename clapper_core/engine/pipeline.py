@@ -1,0 +1,78 @@
+"""Decoding that runs ahead of the model: a bounded pool of worker threads.
+
+    source = Prefetch(paths, decode_one, workers=2, depth=8)
+    for index, result in source:    # result is decode_one(paths[index]), or the exception it raised
+        ...
+    source.close()
+
+Threads rather than processes: PyAV decodes and scales frames with the GIL released, and so do the
+torch resize and normalize that follow, so threads overlap with the model without copying frames
+between processes (bench/throughput.py measures both: processes were slower here). At most `depth`
+results wait at any time, decoded or being decoded, so memory is bounded by the queue, never by the
+number of videos.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Prefetch(Iterator[tuple[int, Any]]):
+    """`fn(item)` for every item, `workers` at a time and up to `depth` ahead of the consumer, in input order.
+
+    Iterating yields `(index, result)`; an exception of a `catch` type takes the result's place (one bad video
+    does not stop the others), anything else is raised. `ready()` says whether the next result is there
+    without waiting. `workers=0` runs `fn` in the caller's thread when the result is asked for.
+    """
+
+    def __init__(self, items: Sequence[T], fn: Callable[[T], R], *, workers: int, depth: int,
+                 catch: tuple[type[BaseException], ...] = (Exception,)) -> None:
+        self.items, self.fn, self.catch = items, fn, catch
+        self.depth = max(depth, workers, 1)
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="clapper-decode") if workers > 0 else None
+        self.queue: deque[Future] = deque()
+        self.submitted = self.taken = 0
+        self._fill()
+
+    @property
+    def exhausted(self) -> bool:
+        return self.taken >= len(self.items)
+
+    def ready(self) -> bool:
+        return self.pool is None or (bool(self.queue) and self.queue[0].done())
+
+    def __next__(self) -> tuple[int, Any]:
+        if self.exhausted:
+            raise StopIteration
+        if self.pool is None:
+            result = _call(self.fn, self.items[self.taken], self.catch)
+        else:
+            result = self.queue.popleft().result()
+        self.taken += 1
+        self._fill()
+        return self.taken - 1, result
+
+    def _fill(self) -> None:
+        while self.pool is not None and self.submitted < len(self.items) and len(self.queue) < self.depth:
+            self.queue.append(self.pool.submit(_call, self.fn, self.items[self.submitted], self.catch))
+            self.submitted += 1
+
+    def close(self) -> None:
+        """Stop decoding: a consumer that stops early (Ctrl-C, an error) does not wait for the rest."""
+        if self.pool is not None:
+            for future in self.queue:
+                future.cancel()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _call(fn: Callable[[T], R], item: T, catch: tuple[type[BaseException], ...]) -> R | BaseException:
+    try:
+        return fn(item)
+    except catch as exc:
+        return exc

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import closing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ from clapper_core.batch_files import (  # noqa: F401  (part of this module's int
     find_videos,
     media_suffixes,
 )
-from clapper_core.engine import Work
+from clapper_core.engine import InOrder, Work
 from clapper_core.errors import ClapperError, ConfigError, DataError, VideoNotFoundError
 from clapper_core.records import Record, Timings, clip_fields, precision_name
 from clapper_core.settings import DEMO_MODEL, Settings
@@ -319,8 +320,8 @@ def caption_batch(
         todo = list(shard_indices(len(videos), info.rank, info.world_size))
 
     emit(Event("batch", total=len(todo) + summary.skipped, skipped=summary.skipped))
-    finished: dict[int, Record] = {}  # done out of order, waiting for the videos before them
-    written = 0
+    # the output keeps the input order; answers that finish early wait for the ones before them
+    writer = InOrder(lambda record: sink.append(record.to_json()) if sink is not None else None)
     try:
         if todo and loaded is None:
             device = None
@@ -329,35 +330,33 @@ def caption_batch(
 
                 device = "cpu" if select_device(info, settings.device) == "cpu" else "cuda"
             loaded = load(settings, on_event=emit, device=device)
-        engine = _engine(loaded, settings, emit, task="caption") if todo else None
         works = [Work(str(videos[i]), [prompt]) for i in todo]
-        for done in engine.run(works) if engine else ():
+        for done in _run(_engine(loaded, settings, emit, task="caption"), works) if todo else ():
             record, video = done.record, works[done.work].video
-            finished[done.work] = record
+            writer.add(done.work, record)
             if record.ok:
                 summary.succeeded += 1
             else:
                 summary.failed += 1
                 summary.failures.append((video, record.error or ""))
-            emit(Event("video_done", video=video, record=record, index=summary.skipped + len(finished) + written,
-                       total=len(todo) + summary.skipped))
-            while written in finished:  # the output keeps the input order
-                if sink is not None:
-                    sink.append(finished.pop(written).to_json())
-                else:
-                    finished.pop(written)
-                written += 1
+            emit(Event("video_done", video=video, record=record, total=len(todo) + summary.skipped,
+                       index=summary.skipped + summary.succeeded + summary.failed))
         if sink is not None:
             sink.finish()
     except KeyboardInterrupt as exc:
         raise BatchInterrupted(summary) from exc
     finally:
-        if sink is not None:  # answers finished out of order are kept too: a re-run skips them
-            for i in sorted(finished):
-                sink.append(finished[i].to_json())
+        writer.flush()  # interrupted: the answers finished out of order are kept too, and a re-run skips them
+        if sink is not None:
             sink.close()
         summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _run(engine: Any, works: list[Work]) -> Iterator[Any]:
+    """`engine.run(works)`, closed as soon as the caller stops (Ctrl-C): its decode workers stop at once."""
+    with closing(engine.run(works)) as results:
+        yield from results
 
 
 def _engine(loaded: Any, settings: Settings, emit: OnEvent, *, task: str, sampling: Any = None,

@@ -6,6 +6,6 @@ See engine.py for the flow, pipeline.py for the decode workers, backend.py for t
 batch.py for continuous batching in the LLM.
 """
 
-from clapper_core.engine.engine import Done, Engine, EngineConfig, EngineStats, Work
+from clapper_core.engine.engine import Done, Engine, EngineConfig, EngineStats, InOrder, Work
 
-__all__ = ["Done", "Engine", "EngineConfig", "EngineStats", "Work"]
+__all__ = ["Done", "Engine", "EngineConfig", "EngineStats", "InOrder", "Work"]

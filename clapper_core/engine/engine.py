@@ -68,6 +68,24 @@ class Done:
     record: Record
 
 
+class InOrder:
+    """Results that finish out of order handed on in order: `add(i, item)` writes every item up to the first
+    gap; `flush()` writes what still waits (an interrupted run keeps all it finished)."""
+
+    def __init__(self, write: Callable[[Any], None]) -> None:
+        self.write, self.waiting, self.next = write, {}, 0
+
+    def add(self, i: int, item: Any) -> None:
+        self.waiting[i] = item
+        while self.next in self.waiting:
+            self.write(self.waiting.pop(self.next))
+            self.next += 1
+
+    def flush(self) -> None:
+        for i in sorted(self.waiting):
+            self.write(self.waiting.pop(i))
+
+
 @dataclass
 class EngineStats:
     """Where the time went. decode_s adds up the workers' time (it overlaps the model's), the rest is the

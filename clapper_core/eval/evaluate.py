@@ -32,7 +32,7 @@ from clapper_core import defaults
 from clapper_core.errors import ConfigError, VideoNotFoundError
 from clapper_core.eval.answers import LETTERS, extract_choice, format_prompt
 from clapper_core.eval.benchmarks import Benchmark, Question
-from clapper_core.records import Record, Timings
+from clapper_core.records import Record, precision_name
 
 RESULTS_FILE = "results.jsonl"
 REPORT_FILE = "report.json"
@@ -115,10 +115,8 @@ class EvalReport:
 
 
 def _record(q: Question, *, model: str, hardware: Any, extra: dict[str, Any]) -> Record:
-    from clapper_core.runner import _precision
-
     return Record(video=str(q.video_path or q.video), question=q.question, task="eval", model=model,
-                  device=str(hardware.device), precision=_precision(hardware), extra=extra)
+                  device=str(hardware.device), precision=precision_name(hardware), extra=extra)
 
 
 def _extra(q: Question, options: EvalOptions, frames: int) -> dict[str, Any]:
@@ -126,7 +124,7 @@ def _extra(q: Question, options: EvalOptions, frames: int) -> dict[str, Any]:
         "id": q.id,
         "task_type": q.task,
         "options": list(q.options),
-        "reference": q.answer_letter,
+        "answer": LETTERS[q.answer],
         "prediction": None,
         "correct": False,
         "status": "answered",  # answered | unparseable | missing_video | failed
@@ -136,81 +134,49 @@ def _extra(q: Question, options: EvalOptions, frames: int) -> dict[str, Any]:
     }
 
 
-class _Encoded:
-    """The last video decoded and encoded, kept for its other questions."""
-
-    def __init__(self) -> None:
-        self.video: Path | None = None
-        self.clip: Any = None
-        self.session: Any = None
-        self.error: BaseException | None = None
-        self.timings = Timings()
-
-
-def _encode(loaded: Any, path: Path, sampling: Any, cache: _Encoded, emit: Callable) -> _Encoded:
-    if cache.video == path:
-        return cache
-    from clapper_core.runner import Event, _open_session, _recoverable
-    from clapper_core.video import load_clip
-
-    cache.video, cache.clip, cache.session, cache.error, cache.timings = path, None, None, None, Timings()
-    try:
-        emit(Event("stage", video=str(path), stage="decode"))
-        start = time.perf_counter()
-        cache.clip = load_clip(path, sampling)
-        cache.timings.decode_s = time.perf_counter() - start
-        emit(Event("stage", video=str(path), stage="encode"))
-        start = time.perf_counter()
-        cache.session = _open_session(loaded, cache.clip)
-        cache.timings.encode_s = getattr(cache.session, "encode_s", None) or time.perf_counter() - start
-    except _recoverable() as exc:
-        cache.error = exc
-    return cache
-
-
-def answer_question(q: Question, loaded: Any, sampling: Any, generation: Any, *, model: str,
-                    options: EvalOptions, frames: int, cache: _Encoded, emit: Callable) -> Record:
-    """Ask one question (encoding its video unless the cache holds it) and score the answer."""
-    from clapper_core.runner import Event, _recoverable
-
+def _missing(q: Question, *, model: str, hardware: Any, options: EvalOptions, frames: int) -> Record:
     extra = _extra(q, options, frames)
-    record = _record(q, model=model, hardware=loaded.hardware, extra=extra)
-    if q.video_path is None:
-        exc = VideoNotFoundError(f"{q.video}: not found under the video root; check --video-root")
-        record.error, record.error_type, extra["status"] = str(exc), type(exc).__name__, "missing_video"
+    record = _record(q, model=model, hardware=hardware, extra=extra)
+    exc = VideoNotFoundError(f"{q.video}: not found under the video root; check --video-root")
+    record.error, record.error_type, extra["status"] = str(exc), type(exc).__name__, "missing_video"
+    return record
+
+
+def score(q: Question, record: Record, options: EvalOptions, frames: int) -> Record:
+    """The engine's record of one question, made an eval record: the question's own text, its id, the letter
+    read from the answer and whether it is right."""
+    extra = _extra(q, options, frames)
+    record.question, record.task, record.extra = q.question, "eval", extra
+    if not record.ok:
+        extra["status"] = "failed"
         return record
-    enc = _encode(loaded, q.video_path, sampling, cache, emit)
-    if enc.clip is not None:
-        clip = enc.clip
-        record.frames, record.duration_s = clip.num_frames, float(clip.duration)
-        record.timestamps = [float(t) for t in clip.timestamps]
-        record.segments = [[s.start, s.stop, float(s.start_time), float(s.end_time)] for s in clip.segments]
-    error = enc.error
-    if error is None:
-        record.visual_tokens = enc.session.num_visual_tokens
-        try:
-            emit(Event("stage", video=str(q.video_path), stage="generate"))
-            record.answer = enc.session.ask(format_prompt(q.question, q.options), generation)
-        except _recoverable() as exc:
-            error = exc
-    if error is not None:
-        record.error = " ".join(str(error).split()) or type(error).__name__
-        record.error_type, extra["status"] = type(error).__name__, "failed"
-        record.timings = enc.timings
-        return record
-    stats = enc.session.last_stats
-    record.timings = Timings(decode_s=enc.timings.decode_s, encode_s=enc.timings.encode_s,
-                             prefill_s=stats.prefill_s, generate_s=stats.generate_s)
-    record.new_tokens, record.tokens_per_s = stats.new_tokens, stats.tokens_per_s
     choice = extract_choice(record.answer, q.options)
     if choice is None:
         extra["status"] = "unparseable"
     else:
         extra["prediction"] = LETTERS[choice]
         extra["correct"] = choice == q.answer
-    # a cached video's decode/encode time belongs to its first question only
-    enc.timings = Timings()
     return record
+
+
+def _works(questions: list[Question], pending: list[int]) -> tuple[list[Any], list[list[int]], list[int]]:
+    """The engine's work list: one item per video, its pending questions in order (consecutive questions about
+    one video share its decoding and encoding). Also each item's positions in `pending`, and the positions
+    of questions whose video is missing."""
+    from clapper_core.engine import Work
+
+    works, slots, missing = [], [], []
+    for position, i in enumerate(pending):
+        q = questions[i]
+        if q.video_path is None:
+            missing.append(position)
+        elif works and works[-1].video == str(q.video_path):
+            works[-1].questions.append(format_prompt(q.question, q.options))
+            slots[-1].append(position)
+        else:
+            works.append(Work(str(q.video_path), [format_prompt(q.question, q.options)]))
+            slots.append([position])
+    return works, slots, missing
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -307,21 +273,40 @@ def evaluate(
         emit(Event("notice", message=f"resuming from {results}: {sink.skipped} of {total} questions already "
                                      "answered (--overwrite starts afresh)."))
     emit(Event("batch", total=total, skipped=sink.skipped))
-    cache = _Encoded()
+    from clapper_core.engine import InOrder
+    from clapper_core.runner import _engine, _run
+
+    pending = [questions[i] for i in sink.pending]
+    works, slots, missing = _works(questions, sink.pending)
     failed_videos: set[str] = set()
+    done = sink.skipped
+
+    def finished(q: Question, record: Record) -> None:
+        nonlocal done
+        done += 1
+        show = record.ok or q.video not in failed_videos  # one notice per failed video
+        if not record.ok:
+            failed_videos.add(q.video)
+        emit(Event("video_done", video=q.video, index=done, total=total,
+                   record=record if show and q.video_path is not None else None))
+
+    writer = InOrder(lambda record: sink.append(record.to_json()))  # the file keeps the work list's order
     try:
-        for done, i in enumerate(sink.pending, start=sink.skipped + 1):
-            q = questions[i]
-            record = answer_question(q, loaded, sampling, generation, model=settings.model, options=options,
-                                     frames=frames, cache=cache, emit=emit)
-            sink.append(record.to_json())
-            show = record.ok or q.video not in failed_videos  # one notice per failed video
-            if not record.ok:
-                failed_videos.add(q.video)
-            emit(Event("video_done", video=q.video, index=done, total=total,
-                       record=record if show and q.video_path is not None else None))
+        for position in missing:
+            q = pending[position]
+            record = _missing(q, model=settings.model, hardware=loaded.hardware, options=options, frames=frames)
+            writer.add(position, record)
+            finished(q, record)
+        engine = _engine(loaded, settings, emit, task="eval", sampling=sampling, generation=generation)
+        for result in _run(engine, works):
+            position = slots[result.work][result.question]
+            q = pending[position]
+            record = score(q, result.record, options, frames)
+            writer.add(position, record)
+            finished(q, record)
         merged = sink.finish()
     finally:
+        writer.flush()  # interrupted: what finished out of order is kept too, and a re-run skips it
         sink.close()
     if merged is None:
         return None

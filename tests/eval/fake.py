@@ -14,6 +14,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 
+from tests.cli.fake_model import FakeBackend as _CannedBackend
 from tests.cli.fake_model import FakeHardware, FakeStats
 
 
@@ -59,10 +60,35 @@ class FakeSession:
         return m.group(1).replace("_", " ") if m else "I do not know."
 
 
+class FakeBackend(_CannedBackend):
+    """The engine's model side for evaluation: every answer is what `FakeSession.ask` says, in one step."""
+
+    def __init__(self, loaded, config) -> None:
+        super().__init__(loaded, config)
+        self.config = loaded.model.config
+
+    def prepare(self, clip):
+        from clapper_core.model.configuration_clapper import visual_token_count
+
+        prepared = super().prepare(clip)
+        prepared.tokens = visual_token_count(self.config, [s.num_frames for s in clip.segments])
+        return prepared
+
+    def answer(self, question: str, clip) -> str:
+        return FakeSession.ask(self, question).replace(" ", "_")  # one word: answered in one step
+
+    def step(self):
+        done = super().step()
+        for answer in done:
+            answer.text = answer.text.replace("_", " ")
+        return done
+
+
 def install(monkeypatch=None) -> None:
     from clapper_core import runner
 
-    for name, value in (("_load_model", lambda config: FakeLoaded()), ("_open_session", FakeSession)):
+    for name, value in (("_load_model", lambda config: FakeLoaded()), ("_open_session", FakeSession),
+                        ("_open_backend", FakeBackend)):
         if monkeypatch is not None:
             monkeypatch.setattr(runner, name, value)
         else:

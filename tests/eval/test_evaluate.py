@@ -115,11 +115,11 @@ def test_resume_after_interruption_gives_the_uninterrupted_result(fake, bench_pa
         evaluate(bench, fake_settings(), EvalOptions(frames=8), output_dir=tmp_path / "cut")
     kept = [json.loads(line) for line in (tmp_path / "cut" / "results.jsonl").read_text().splitlines()]
     answered = sum(r["extra"]["status"] != "missing_video" for r in kept)
-    assert 0 < answered < 5 and len(kept) >= answered  # in flight when interrupted: lost; finished: kept
+    assert 0 < answered < 6 and len(kept) >= answered  # in flight when interrupted: lost; finished: kept
     monkeypatch.delenv("CLAPPER_TEST_STOP_AFTER")
     FakeSession.asked = 0
     report = evaluate(bench, fake_settings(), EvalOptions(frames=8), output_dir=tmp_path / "cut")
-    assert FakeSession.asked == 5 - answered  # only the rest was asked (5 questions have a video)
+    assert FakeSession.asked == 6 - answered  # only the rest was asked (6 questions have a video)
     assert report.correct == 4
     assert _stable(tmp_path / "cut" / "results.jsonl") == _stable(tmp_path / "whole" / "results.jsonl")
 

@@ -95,12 +95,12 @@ def install(monkeypatch=None) -> None:
             setattr(runner, name, value)
 
 
-def fake_settings():
+def fake_settings(**flags):
     from pathlib import Path
 
     from clapper_core.settings import resolve
 
-    return resolve({"model": "fake-model"}, env={}, path=Path("/nonexistent/clapper.toml"))
+    return resolve({"model": "fake-model", **flags}, env={}, path=Path("/nonexistent/clapper.toml"))
 
 
 def main(argv: list[str]) -> int:

@@ -114,6 +114,9 @@ class Display:
         elif event.kind == "tokens":
             self._progress.update(self._stage_task, total=event.total, completed=event.index,
                                   count=f"{event.index}/{event.total} tokens")
+        elif event.kind == "engine" and event.stats is not None:
+            self._progress.update(self._stage_task, description=f"[dim]{describe_engine(event.stats)}[/dim]",
+                                  stage="", count="", total=None, completed=0)
         elif event.kind == "video_done":
             self._eta.done(event.index, time.monotonic())
             self._progress.update(self._overall, completed=event.index, count=f"{event.index}/{event.total}")
@@ -222,6 +225,11 @@ def fit(name: str, width: int) -> str:
         return name
     tail = min(8, (width - 1) // 2)
     return name[: width - 1 - tail] + "…" + name[len(name) - tail:]
+
+
+def describe_engine(stats: Any) -> str:
+    """The engine's speed and the answers in its batch, for the progress row (the summary says where time went)."""
+    return fit(f"{stats.videos_per_min:.1f} videos/min, {stats.rows} in batch", NAME_WIDTH)
 
 
 def describe_timings(record: Record) -> str:

@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from clapper_core.errors import VideoNotFoundError
 
@@ -68,6 +69,7 @@ class BatchSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (video, error)
     rank: int = 0
     world_size: int = 1
+    engine: Any = None  # the engine's EngineStats, when the batch ran
 
     @property
     def ok(self) -> bool:
@@ -82,6 +84,9 @@ class BatchSummary:
     def describe(self) -> str:
         text = f"{self.succeeded} captioned, {self.failed} failed, {self.skipped} skipped (already in the output)"
         text += f" of {self.total} videos in {self.seconds:.1f} s"
+        if self.engine is not None and self.engine.videos:
+            shares = ", ".join(f"{name} {share:.0%}" for name, share in self.engine.shares().items())
+            text += f" ({self.engine.videos_per_min:.1f} videos/min; the model's time: {shares})"
         if self.world_size > 1:
             text += f" on rank {self.rank} of {self.world_size}"
         text += f"; results in {self.output}" if self.output else ""

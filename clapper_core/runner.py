@@ -331,7 +331,9 @@ def caption_batch(
                 device = "cpu" if select_device(info, settings.device) == "cpu" else "cuda"
             loaded = load(settings, on_event=emit, device=device)
         works = [Work(str(videos[i]), [prompt]) for i in todo]
-        for done in _run(_engine(loaded, settings, emit, task="caption"), works) if todo else ():
+        engine = _engine(loaded, settings, emit, task="caption") if todo else None
+        summary.engine = engine.stats if engine else None
+        for done in _run(engine, works) if engine else ():
             record, video = done.record, works[done.work].video
             writer.add(done.work, record)
             if record.ok:

@@ -83,3 +83,25 @@ def test_progress_rows_show_tokens_and_keep_their_columns_whatever_the_name():
     # the stage label and the token count sit in the same columns for a long and a short name
     assert long_rows[1].index("generating") == short_rows[1].index("generating") == decoding[1].index("decoding")
     assert long_rows[1].index("tokens") == short_rows[1].index("tokens")
+
+
+def test_the_engine_row_shows_speed_and_batch_and_the_summary_where_time_went():
+    from rich.console import Console
+
+    from clapper_core.batch_files import BatchSummary
+    from clapper_core.engine import EngineStats
+
+    stats = EngineStats(videos=6, rows=3, wait_s=1.0, encode_s=1.0, generate_s=2.0)
+    stats.started -= 60.0  # six videos in a minute
+    display = Display(batch=True)
+    display.live = True
+    display._console = Console(file=io.StringIO(), width=110, force_terminal=True)
+    try:
+        display(Event("batch", total=9, skipped=0))
+        display(Event("engine", stats=stats))
+        rows = _rows(display)
+    finally:
+        display.stop()
+    assert rows[1].startswith("6.0 videos/min, 3 in batch")
+    summary = BatchSummary(total=9, succeeded=6, seconds=60.0, engine=stats)
+    assert "(6.0 videos/min; the model's time: decode 25%, encode 25%, generate 50%)" in summary.describe()

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from clapper_core.records import validate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,15 +56,16 @@ def _wait_for_lines(path: Path, n: int, timeout: float = 60) -> None:
     raise AssertionError(f"{path} never reached {n} lines")
 
 
-def test_killed_caption_run_resumes_without_duplicates(clip_tree, tmp_path):
+@pytest.mark.parametrize("batch", ["1", "8"])
+def test_killed_caption_run_resumes_without_duplicates(clip_tree, tmp_path, batch):
     out = tmp_path / "captions.jsonl"
-    proc = fake_clapper("caption", str(clip_tree), "-o", str(out), stall_after=1)
+    proc = fake_clapper("caption", str(clip_tree), "-o", str(out), "--batch-size", batch, stall_after=1)
     _wait_for_lines(out, 1)
     proc.kill()
     proc.communicate(timeout=30)
     partial = out.read_text().splitlines()
     assert len(partial) == 1  # the second answer stalls until the kill
-    again = fake_clapper("caption", str(clip_tree), "-o", str(out), "--json")
+    again = fake_clapper("caption", str(clip_tree), "-o", str(out), "--json", "--batch-size", batch)
     stdout, err = again.communicate(timeout=60)
     assert again.returncode == 0
     assert f"{len(partial)} skipped" in err and len(stdout.splitlines()) == 4 - len(partial)

@@ -1,0 +1,154 @@
+"""The batched engine gives, token for token, the answers of one video at a time, and loses nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from clapper_core.engine import Engine, EngineConfig, InOrder, Work
+from clapper_core.engine.pipeline import Prefetch
+from clapper_core.errors import ConfigError
+from clapper_core.generation import GenerationConfig
+from clapper_core.settings import resolve
+from clapper_core.video import SamplingConfig
+from tests.cli.conftest import corrupt_video
+from tests.fixtures.video import make_video
+
+PROMPT = "Describe this video in detail."
+
+
+@pytest.fixture(scope="module")
+def mixed_videos(tmp_path_factory) -> list[Path]:
+    """Eight videos of 1 to 8 s: at 1 fps, one or two segments of 1 to 4 frames."""
+    root = tmp_path_factory.mktemp("mixed")
+    return [make_video(root / f"v{i}.mp4", frames=10 * (1 + i), fps=10, size=(48, 32)) for i in range(8)]
+
+
+def _answers(loaded, videos, *, batch_size: int, workers: int = 2, new_tokens: int = 12, questions=(PROMPT,)):
+    engine = Engine(loaded, EngineConfig(batch_size=batch_size, decode_workers=workers), SamplingConfig(fps=1.0),
+                    GenerationConfig(max_new_tokens=new_tokens), model="test")
+    out = {}
+    for done in engine.run([Work(str(v), list(questions)) for v in videos]):
+        out[(done.work, done.question)] = done.record
+    return out, engine.stats
+
+
+def test_a_batch_answers_as_one_at_a_time_with_mixed_frame_counts(tiny_loaded, mixed_videos):
+    serial, _ = _answers(tiny_loaded, mixed_videos, batch_size=1, workers=0)
+    # 3 places for 16 answers: rows finish and the next ones join the running batch
+    batched, stats = _answers(tiny_loaded, mixed_videos, batch_size=3, questions=(PROMPT, "What moves?"))
+    assert len(batched) == 16 and stats.videos == 8 and stats.answers == 16
+    for (w, q), record in serial.items():
+        assert record.ok and record.new_tokens == 12
+        assert batched[(w, q)].answer == record.answer
+        assert batched[(w, q)].visual_tokens == record.visual_tokens
+    assert len({r.frames for r in serial.values()}) >= 4 and {len(r.segments) for r in serial.values()} == {1, 2}
+
+
+def test_rows_of_very_different_lengths_join_and_leave(tiny_loaded):
+    """Continuous batching on the LLM alone: each row's tokens are those it gets by itself."""
+    import torch
+
+    from clapper_core.engine.batch import ContinuousBatch, Row
+    from clapper_core.generation import stop_ids
+
+    model, tok = tiny_loaded.model, tiny_loaded.processor.tokenizer
+    embed = model.get_input_embeddings()
+    prompts = ["a", "the quick brown fox", "hi there", "zz", "one two three four five six", "q"]
+    limits = [1, 30, 5, 17, 2, 9]
+
+    def rows():
+        return [Row(i, embed(torch.tensor(tok.encode(p, add_special_tokens=False)))[:, :].detach(),
+                    GenerationConfig(max_new_tokens=n)) for i, (p, n) in enumerate(zip(prompts, limits))]
+
+    def run(capacity):
+        batch, waiting, done = ContinuousBatch(model, stop_ids(model, tok), capacity=capacity), rows(), {}
+        while waiting or batch.rows:
+            batch.join([waiting.pop(0) for _ in range(min(batch.free, len(waiting)))])
+            for row in batch.step():
+                done[row.key] = row.tokens
+        return done
+
+    alone, together = run(1), run(3)
+    assert [len(alone[i]) for i in range(6)] == limits  # a random model never stops by itself
+    assert together == alone
+
+
+def test_the_demo_model_answers_the_same_batched_as_serially(mixed_videos, sample_videos, synthetic_videos):
+    from clapper_core import runner
+
+    settings = resolve({"max_new_tokens": 24}, env={}, path=Path("/nonexistent.toml"))
+    loaded = runner.load(settings)
+    videos = synthetic_videos + mixed_videos[:3] + sample_videos
+    serial = [runner.VideoJob(loaded, v, settings, task="caption").answer(PROMPT) for v in videos]
+    batched, _ = _answers(loaded, videos, batch_size=4, new_tokens=24)
+    assert [batched[(i, 0)].answer for i in range(len(videos))] == [r.answer for r in serial]
+    assert [batched[(i, 0)].new_tokens for i in range(len(videos))] == [r.new_tokens for r in serial]
+    assert any(r.new_tokens < 24 for r in serial)  # some answers end early, others run on: lengths differ
+
+
+@pytest.fixture(scope="module")
+def synthetic_videos(tmp_path_factory) -> list[Path]:
+    """Four videos of the demo model's own world, which it answers and ends."""
+    from clapper_core.synthetic.writer import make_video as make_scene_video
+
+    root = tmp_path_factory.mktemp("world")
+    return [make_scene_video(root, i, seed=5).path for i in range(4)]
+
+
+def test_a_failing_video_in_the_middle_of_a_batch_fails_alone(tiny_loaded, mixed_videos, tmp_path):
+    bad = corrupt_video(tmp_path / "bad.mp4")
+    missing = tmp_path / "gone.mp4"
+    videos = mixed_videos[:3] + [bad] + mixed_videos[3:5] + [missing] + mixed_videos[5:]
+    serial, _ = _answers(tiny_loaded, mixed_videos, batch_size=1, workers=0)
+    batched, stats = _answers(tiny_loaded, videos, batch_size=4)
+    assert batched[(3, 0)].error_type == "NotAVideoError" and batched[(3, 0)].answer is None
+    assert batched[(6, 0)].error_type == "VideoNotFoundError"
+    good = [i for i, v in enumerate(videos) if v not in (bad, missing)]
+    assert [batched[(i, 0)].answer for i in good] == [serial[(i, 0)].answer for i in range(8)]
+    assert stats.videos == 10
+
+
+def test_batch_size_below_one_is_refused():
+    with pytest.raises(ConfigError, match="--batch-size 0"):
+        EngineConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="batch_size must be >= 1"):
+        resolve({"batch_size": -2}, env={}, path=Path("/nonexistent.toml"))
+    assert EngineConfig.for_device("cuda").batch_size == 16 and EngineConfig.for_device("cpu").batch_size == 4
+    assert resolve({"batch_size": "auto"}, env={}, path=Path("/nonexistent.toml")).batch_size_number is None
+
+
+def test_prefetch_keeps_order_bounds_its_queue_and_passes_errors_on():
+    running, most, lock = [0], [0], threading.Lock()
+
+    def work(i: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.01 * (i % 3))
+        with lock:
+            running[0] -= 1
+        if i == 5:
+            raise ConfigError("five")
+        return i * i
+
+    source = Prefetch(list(range(12)), work, workers=3, depth=4, catch=(ConfigError,))
+    seen = []
+    for i, result in source:
+        assert source.submitted - source.taken <= 4  # never more than `depth` waiting or being decoded
+        seen.append((i, result if not isinstance(result, ConfigError) else "error"))
+    assert seen == [(i, "error" if i == 5 else i * i) for i in range(12)]
+    assert most[0] <= 3
+
+
+def test_in_order_writes_up_to_the_first_gap_and_flush_keeps_the_rest():
+    written = []
+    order = InOrder(written.append)
+    for i in (2, 0, 3):
+        order.add(i, i)
+    assert written == [0]
+    order.flush()
+    assert written == [0, 2, 3]

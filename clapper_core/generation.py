@@ -18,12 +18,15 @@ and reuses what the next call shares with them, so a follow-up runs only its new
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from clapper_core import defaults
 from clapper_core.errors import ConfigError
+
+_log = logging.getLogger("clapper")
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,11 @@ def _sample(logits, gen: GenerationConfig, rng):
 class VideoSession:
     """One video, encoded once, and any number of questions about it."""
 
-    def __init__(self, loaded, clip=None, *, frames=None, timestamps=None, segments=None, system: str | None = None):
+    def __init__(self, loaded, clip=None, *, frames=None, timestamps=None, segments=None, system: str | None = None,
+                 decoding: str | None = None):
         import torch
+
+        from clapper_core.hardware import decoding_mode
 
         from clapper_core.model.tokenizer import IM_START
 
@@ -84,6 +90,9 @@ class VideoSession:
         self.model = loaded.model
         self.processor = loaded.processor
         self.device = self.model.get_input_embeddings().weight.device
+        # "eager": each answer token runs on the growing cache; "static": on a static cache, "compiled": that
+        # step compiled (engine/static.py). The prompt always runs eagerly on the growing cache.
+        self.decoding = decoding or decoding_mode(self.device)
         video = self.processor.prepare_video(clip, frames=frames, timestamps=timestamps, segments=segments,
                                              system=system)
         t0 = time.perf_counter()
@@ -154,6 +163,35 @@ class VideoSession:
         self._rewind_to(self._prefix_len + keep)
         return self._forward(ids[keep:], with_video=False), ran + len(ids) - keep
 
+    def _decoder(self, max_new_tokens: int):
+        """The function that runs one answer token and returns the next logits (V,), for `self.decoding`."""
+        if self.decoding == "eager":
+            return lambda token: self._forward([token], with_video=False)
+        from clapper_core.engine.static import StaticDecoder
+
+        length = self._cache.get_seq_length() + max_new_tokens
+        decoder = StaticDecoder.for_model(self.model, length=length, compiled=self.decoding == "compiled")
+        position = [decoder.load(self._cache)]
+        start = position[0]
+
+        def step(token: int):
+            nonlocal decoder
+            try:
+                logits = decoder.step(token, position[0])
+            except Exception as exc:  # noqa: BLE001  compiling failed on this device: the same cache, uncompiled
+                if not decoder.compiled or position[0] != start:  # only the first step compiles
+                    raise
+                _log.warning("compiled decoding failed (%s: %s); decoding without it. CLAPPER_EAGER=1 skips it.",
+                             type(exc).__name__, (str(exc).splitlines() or [""])[0])
+                self.decoding = "static"
+                decoder = StaticDecoder.for_model(self.model, length=length, compiled=False)
+                decoder.load(self._cache)
+                logits = decoder.step(token, position[0])
+            position[0] += 1
+            return logits
+
+        return step
+
     def nbytes(self) -> int:
         """Memory this session holds on its device: the visual features and the KV cache."""
         total = self.video_features.numel() * self.video_features.element_size()
@@ -178,11 +216,12 @@ class VideoSession:
             t0 = time.perf_counter()
             q_ids = self.processor.question_ids(question, history)
             logits, prompt_tokens = self._extend(q_ids)
+            step = self._decoder(gen.max_new_tokens)
             _sync(self.device)
             t1 = time.perf_counter()
             new, text, stopped = [], "", False
             try:
-                for step in range(gen.max_new_tokens):
+                for _ in range(gen.max_new_tokens):
                     nxt = _sample(logits, gen, rng)
                     if nxt in self.stop_ids:
                         stopped = True
@@ -192,8 +231,8 @@ class VideoSession:
                     if not full.endswith("\ufffd") and len(full) > len(text):  # wait for whole characters
                         yield full[len(text) :]
                         text = full
-                    if step + 1 < gen.max_new_tokens:
-                        logits = self._forward([nxt], with_video=False)
+                    if len(new) < gen.max_new_tokens:
+                        logits = step(nxt)
                 full = tok.decode(new, skip_special_tokens=True)
                 if len(full) > len(text):
                     yield full[len(text) :]

@@ -51,6 +51,16 @@ class HardwareChoice:
         return f"{self.device}, {precision}, {self.attn_implementation} attention"
 
 
+def decoding_mode(device) -> str:
+    """How answers are decoded one at a time: "compiled" (static cache, CUDA graphs) on CUDA, "eager" elsewhere
+    and whenever `CLAPPER_EAGER=1` (for debugging, or a GPU where compiling fails)."""
+    import os
+
+    if os.environ.get("CLAPPER_EAGER", "").strip() not in ("", "0"):
+        return "eager"
+    return "compiled" if str(getattr(device, "type", device)).startswith("cuda") else "eager"
+
+
 def _cuda_available() -> bool:
     import torch
 

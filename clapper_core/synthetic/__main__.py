@@ -20,7 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=64, help="frame width and height in pixels")
     parser.add_argument("--fps", type=int, default=8)
-    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--seconds", type=int, default=4, help="length of a video (with --segments: of a segment)")
+    parser.add_argument("--segments", type=int, nargs=2, metavar=("FEWEST", "MOST"),
+                        help="the long world: each video lasts a number of segments drawn from FEWEST to MOST, "
+                             "with when and net change questions")
     parser.add_argument("--prefix", default="synth", help="video file name prefix")
     parser.add_argument("--no-captions", action="store_true", help="leave the caption turn out of train.jsonl")
     parser.add_argument("--multi-turn", action="store_true", help="one record per video, its questions as turns")
@@ -36,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="ask each caption in one of several ways (\"What happens?\", ...), not always one")
     args = parser.parse_args(argv)
     try:
-        world = WorldConfig(size=args.size, fps=args.fps, seconds=args.seconds)
+        world = WorldConfig(size=args.size, fps=args.fps, seconds=args.seconds,
+                            segments=tuple(args.segments) if args.segments else None)
         summary = generate_dataset(
             args.out_dir,
             num_videos=args.num_videos,

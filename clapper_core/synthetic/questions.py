@@ -6,6 +6,11 @@ after the first frame, so the first frame of a segment (its keyframe) cannot ans
 starts at the centre whatever its direction, and every event happens after the first second.
 Answers are short and closed (a word, a number or a phrase from a small set), so scoring is an
 exact match after `normalize_answer`.
+
+Scenes of the long world (several segments, `WorldConfig.segments`) get two more time families (TIMELINE_FAMILIES):
+"when" ("When does the red circle appear?" "at 13s", right within WHEN_TOLERANCE_S, one segment, of the truth) and
+"net change" (what differs between the first and the last second); their order questions pair events in different
+segments, and their captions say when things happen.
 """
 
 from __future__ import annotations
@@ -20,6 +25,12 @@ from clapper_core.synthetic.world import COLOURS, DIRECTIONS, SHAPES, Scene, Sce
 ONE_FRAME_FAMILIES: tuple[str, ...] = ("colour", "shape", "count")
 TIME_FAMILIES: tuple[str, ...] = ("direction", "order", "change", "times")
 FAMILIES: tuple[str, ...] = ONE_FRAME_FAMILIES + TIME_FAMILIES
+WHEN = "when"
+NET_CHANGE = "net change"
+TIMELINE_FAMILIES: tuple[str, ...] = (WHEN, NET_CHANGE)  # asked of the long world's scenes only
+LONG_TIME_FAMILIES: tuple[str, ...] = TIME_FAMILIES + TIMELINE_FAMILIES
+LONG_FAMILIES: tuple[str, ...] = FAMILIES + TIMELINE_FAMILIES
+WHEN_TOLERANCE_S = 4.0  # a when answer is right this close to the truth: one segment at 1 fps
 # Other ways a user asks for the same description (`clapper ask video.mp4 "what happens?"`): with
 # caption_prompts=True a training caption is asked with one of these, CAPTION_PROMPT included
 # (the tokenizer tells "What" from "what": both are here).
@@ -49,7 +60,7 @@ class QA:
 
     @property
     def time_only(self) -> bool:
-        return self.family in TIME_FAMILIES
+        return self.family in LONG_TIME_FAMILIES
 
 
 def normalize_answer(text: str) -> str:
@@ -57,8 +68,26 @@ def normalize_answer(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9 ]+", " ", text.lower()).split())
 
 
+def seconds_in(text: str) -> float | None:
+    """The first number in a when answer, in seconds ('at 13s' -> 13.0, 'After 12.5 seconds.' -> 12.5); None
+    when it holds none."""
+    m = re.search(r"\d+(?:\.\d+)?", text)
+    return float(m.group()) if m else None
+
+
+def answer_right(family: str, answer: str, truth: str) -> bool:
+    """Is `answer` right? A when answer within WHEN_TOLERANCE_S of the truth's time; any other the same words
+    after `normalize_answer`."""
+    if family == WHEN:
+        got, want = seconds_in(answer), seconds_in(truth)
+        assert want is not None, f"a when answer without a time: {truth!r}"
+        return got is not None and abs(got - want) <= WHEN_TOLERANCE_S
+    return normalize_answer(answer) == normalize_answer(truth)
+
+
 def questions_for(scene: Scene, rng: random.Random) -> list[QA]:
-    """One question of every family that the scene can answer, in FAMILIES order."""
+    """One question of every family that the scene can answer, in FAMILIES order; a scene of the long world's
+    then in LONG_FAMILIES order (see the module docstring)."""
     out: list[QA] = []
     start = scene.at_start()
     constant = [o for o in start if o.colour_changes == 0]  # its colour is one word for the whole video
@@ -82,7 +111,57 @@ def questions_for(scene: Scene, rng: random.Random) -> list[QA]:
     if counted:
         ob = rng.choice(counted)
         out.append(QA("times", f"How many times does the {ob.shape} change colour?", str(ob.colour_changes)))
+    if scene.segment_seconds is not None:
+        out += timeline_questions(scene, rng)
     return out
+
+
+def timeline_questions(scene: Scene, rng: random.Random) -> list[QA]:
+    """A when question about one event and a net change question about one object there at the start, where the
+    scene has them."""
+    out: list[QA] = []
+    events = when_events(scene)
+    if events:
+        block, what = rng.choice(events)
+        out.append(QA(WHEN, f"When does {what}?", when_answer(block)))
+    subjects = [o for o in scene.at_start() if o.role != "mover"]
+    if subjects:
+        ob = rng.choice(subjects)
+        out.append(QA(NET_CHANGE, f"What changed about the {ob.shape} between the start and the end?",
+                      _net_change_answer(ob)))
+    return out
+
+
+def when_answer(block: int) -> str:
+    return f"at {block}s"
+
+
+def when_events(scene: Scene) -> list[tuple[int, str]]:
+    """(second, what happens) of every event a when question may ask about, each worded so that it names one
+    event: 'the red circle appear', 'the square turn blue', 'the triangle start moving'."""
+    out: list[tuple[int, str]] = []
+    mover = scene.mover
+    if mover.move_seconds is not None:  # a mover of the long world starts at a drawn second
+        out.append((mover.move_start, f"the {mover.shape} start moving"))
+    for ob in scene.objects:
+        for block, what in ob.events():
+            if what == "appeared":
+                out.append((block, f"the {ob.colours[block]} {ob.shape} appear"))
+            elif what == "disappeared":
+                out.append((block, f"the {ob.colours[block - 1]} {ob.shape} disappear"))
+            else:
+                out.append((block, f"the {ob.shape} turn {ob.colours[block]}"))
+    phrases = [p for _, p in out]
+    return [e for e in out if phrases.count(e[1]) == 1]  # "turn blue" twice would be ambiguous
+
+
+def _net_change_answer(ob: SceneObject) -> str:
+    """How the object at the end differs from the object at the start, whatever happened in between."""
+    if not ob.visible[-1]:
+        return "it disappeared"
+    if ob.colours[-1] != ob.colours[0]:
+        return f"it turned {ob.colours[-1]}"
+    return "nothing changed"
 
 
 def all_change_questions(scene: Scene) -> list[QA]:
@@ -120,8 +199,9 @@ def _change_answer(ob: SceneObject) -> str:
     return f"it turned {ob.colours[block]}"
 
 
-def _order_pairs(scene: Scene) -> list[tuple[tuple[int, str], tuple[int, str]]]:
-    """Every pair of events at different times, each event as (block, phrase), worded unambiguously."""
+def _order_pairs(scene: Scene, *, across: bool = False) -> list[tuple[tuple[int, str], tuple[int, str]]]:
+    """Every pair of events at different times, each event as (block, phrase), worded unambiguously; with
+    `across`, only pairs whose events fall in different segments."""
     events: list[tuple[int, str]] = []
     for ob in scene.objects:
         for block, what in ob.events():
@@ -130,7 +210,8 @@ def _order_pairs(scene: Scene) -> list[tuple[tuple[int, str], tuple[int, str]]]:
             events.append((block, f"the {ob.shape} {what}"))
     phrases = [p for _, p in events]
     unique = [e for e in events if phrases.count(e[1]) == 1]  # "turned blue" twice would be ambiguous
-    return [(a, b) for i, a in enumerate(unique) for b in unique[i + 1 :] if a[0] != b[0]]
+    apart = (lambda a, b: scene.segment_of(a) != scene.segment_of(b)) if across else (lambda a, b: a != b)
+    return [(a, b) for i, a in enumerate(unique) for b in unique[i + 1 :] if apart(a[0], b[0])]
 
 
 def _order_qa(a: tuple[int, str], b: tuple[int, str]) -> QA:
@@ -152,8 +233,9 @@ def order_objects(question: str) -> int | None:
 
 
 def _order_question(scene: Scene, rng: random.Random) -> QA | None:
-    """'Which happened first, A or B?' over two events at different times, worded differently."""
-    pairs = _order_pairs(scene)
+    """'Which happened first, A or B?' over two events at different times, worded differently; in a long video
+    of several segments, two events in different segments."""
+    pairs = _order_pairs(scene, across=scene.segment_seconds is not None and scene.num_segments > 1)
     if not pairs:
         return None
     a, b = rng.choice(pairs)
@@ -168,19 +250,22 @@ def all_order_questions(scene: Scene) -> list[QA]:
 
 
 def caption_for(scene: Scene) -> str:
-    """A one-paragraph description of everything that happens, in order."""
+    """A one-paragraph description of everything that happens, in order; in the long world, with when."""
+    at = (lambda b: f" at {b}s") if scene.segment_seconds is not None else (lambda b: "")  # noqa: E731
     parts: list[str] = []
     for ob in scene.objects:
         if ob.role == "mover":
-            parts.append(f"a {ob.start_colour} {ob.shape} moves {ob.direction} {ob.speed}")
+            since = f" from {ob.move_start}s" if scene.segment_seconds is not None else ""
+            parts.append(f"a {ob.start_colour} {ob.shape} moves {ob.direction} {ob.speed}{since}")
             continue
         name = f"a {ob.start_colour} {ob.shape}"
+        events = ob.events()
         if ob.role == "appear":
-            parts.append(f"a {ob.start_colour} {ob.shape} appears")
+            parts.append(f"a {ob.start_colour} {ob.shape} appears" + at(events[0][0]))
         elif ob.role == "disappear":
-            parts.append(f"{name} disappears")
+            parts.append(f"{name} disappears" + at(events[0][0]))
         elif ob.role == "changer":
-            seq = [ob.colours[b] for b, _ in ob.events()]
+            seq = [ob.colours[b] + at(b) for b, _ in events]
             parts.append(f"{name} turns " + ", then ".join(seq))
         else:
             parts.append(f"{name} stays still")
@@ -206,8 +291,10 @@ def answer_pool(family: str, question: str, answer: str) -> list[str]:
         return list(DIRECTIONS)
     if family in ("count", "times"):
         return [str(n) for n in range(0, 6)]
-    if family == "change":
+    if family in ("change", NET_CHANGE):
         return ["nothing changed", "it disappeared"] + [f"it turned {c}" for c in COLOURS]
+    if family == WHEN and (t := seconds_in(answer)) is not None:  # other times, each more than a segment away
+        return [when_answer(int(t) + d) for d in (-15, -10, -5, 5, 10, 15) if t + d >= 0]
     if family == "order" and (events := order_events(question)):
         return list(events)
     return [answer]

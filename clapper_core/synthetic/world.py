@@ -7,13 +7,20 @@ still at the centre of the canvas for the first second, whatever its direction, 
 steadily; the other objects sit in the corners, clear of every path the mover could take: nothing in the first frame
 gives away how things will move or change.
 
+The long world (`WorldConfig(segments=(1, 8))`) strings several such stretches together: a video lasts k
+times `seconds` (k drawn per video; at 1 fps and 4 frames a segment, k is its segment count), events fall on
+any second boundary across the whole video, and the mover stays still until a second drawn per video, moves for
+`seconds - 1` seconds as fast as in a one-segment video, then stays still again; a changer changes colour at most
+`seconds - 1` times, wherever in the video. A long video of one segment is drawn from the same scenes as a video of
+the one-segment world (the mover starts at 1 s, the same lives), so its figures compare with that world's.
+
 Rendering is pure numpy (`render_frames`); writing the video lives in `writer.py`.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -40,6 +47,9 @@ class WorldConfig:
     fps: int = 8  # frames per second written to the video
     seconds: int = 4  # blocks of one second; events happen on block boundaries
     max_objects: int = 3  # objects per scene, mover included (at most len(SHAPES))
+    # The long world: each video lasts k * `seconds`, k drawn uniformly from [lo, hi] per video (its segment count
+    # at 1 fps); None: every video lasts `seconds` (the one-segment world, exactly as before the long world)
+    segments: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.size < 32 or self.size % 16:
@@ -50,6 +60,11 @@ class WorldConfig:
             raise ValueError(f"seconds={self.seconds} must be at least 3 so that events can happen in order; try 4")
         if not 1 <= self.max_objects <= len(SHAPES):
             raise ValueError(f"max_objects={self.max_objects} must be between 1 and {len(SHAPES)}; try 3")
+        if self.segments is not None:
+            lo, hi = self.segments
+            if not 1 <= lo <= hi:
+                raise ValueError(f"segments={self.segments} must be (fewest, most) with 1 <= fewest <= most; "
+                                 "try (1, 8)")
 
     @property
     def object_size(self) -> int:
@@ -57,6 +72,8 @@ class WorldConfig:
 
     @property
     def num_frames(self) -> int:
+        """Frames of a video of `seconds` (in the long world, of one segment: each scene's own config has its
+        length)."""
         return self.fps * self.seconds
 
 
@@ -72,6 +89,8 @@ class SceneObject:
     role: str  # "mover" or one of ROLES
     direction: str | None = None  # movers only
     speed: str | None = None  # movers only
+    move_start: int = 1  # movers only: the second it starts moving
+    move_seconds: int | None = None  # movers only: how long it moves; None: until the end of the video
 
     @property
     def start_colour(self) -> str:
@@ -97,29 +116,52 @@ class SceneObject:
         """Top-left corner at time t (seconds)."""
         if self.direction is None:
             return self.x, self.y
-        # Still during the first second, so every frame of the first block (the keyframe,
+        # Still during the first second (at least), so every frame of the first block (the keyframe,
         # whatever the sampling phase) shows the mover where it started.
-        moving = max(0.0, t - 1.0)
+        moving = max(0.0, t - self.move_start)
+        if self.move_seconds is not None:
+            moving = min(moving, self.move_seconds)
         dx, dy = DIRECTIONS[self.direction]
-        v = SPEEDS[self.speed or "slowly"] * size / (seconds - 1)  # pixels per second
+        v = SPEEDS[self.speed or "slowly"] * size / (self.move_seconds or seconds - 1)  # pixels per second
         return self.x + dx * v * moving, self.y + dy * v * moving
 
 
 @dataclass(frozen=True)
 class Scene:
-    config: WorldConfig
+    config: WorldConfig  # of this video: `seconds` is its whole length
     objects: tuple[SceneObject, ...] = field(default_factory=tuple)
+    segment_seconds: int | None = None  # a scene of the long world: seconds per segment; None: the one-segment world
 
     @property
     def mover(self) -> SceneObject:
         return next(o for o in self.objects if o.role == "mover")
+
+    @property
+    def num_segments(self) -> int:
+        return -(-self.config.seconds // (self.segment_seconds or self.config.seconds))
+
+    def segment_of(self, block: int) -> int:
+        """The segment (from 0) that second `block` falls in."""
+        return block // (self.segment_seconds or self.config.seconds)
 
     def at_start(self) -> list[SceneObject]:
         return [o for o in self.objects if o.visible[0]]
 
 
 def sample_scene(rng: random.Random, config: WorldConfig = WorldConfig()) -> Scene:
-    """Draw one scene: a mover at the centre plus up to `max_objects - 1` others in the corners."""
+    """Draw one scene: a mover at the centre plus up to `max_objects - 1` others in the corners. In the long world
+    (`config.segments`) the scene lasts a drawn number of segments."""
+    if config.segments is None:
+        return _sample(rng, config, max_changes=config.seconds - 1, move_seconds=None)
+    k = rng.randint(*config.segments)
+    video = replace(config, seconds=config.seconds * k, segments=None)
+    # as many colour changes at most as in one segment, wherever they fall: "how many times" stays a small number
+    scene = _sample(rng, video, max_changes=config.seconds - 1, move_seconds=config.seconds - 1)
+    return replace(scene, segment_seconds=config.seconds)
+
+
+def _sample(rng: random.Random, config: WorldConfig, *, max_changes: int, move_seconds: int | None) -> Scene:
+    """A scene of `config.seconds`: with `move_seconds`, the mover starts at a drawn second and moves that long."""
     n = config.seconds
     # Busy scenes are favoured: they are the ones with events to put in order.
     count = rng.choices(range(1, config.max_objects + 1), weights=range(1, config.max_objects + 1))[0]
@@ -140,6 +182,8 @@ def sample_scene(rng: random.Random, config: WorldConfig = WorldConfig()) -> Sce
             speed=rng.choice(list(SPEEDS)),
         )
     ]
+    if move_seconds is not None:
+        objects[0] = replace(objects[0], move_start=rng.randint(1, n - move_seconds), move_seconds=move_seconds)
     corners = rng.sample([(0, 0), (1, 0), (0, 1), (1, 1)], len(shapes) - 1)
     # Room for a corner object's top-left corner once the mover's lanes (both axes, jitter
     # included) are kept clear: 0..12 px on a 64 px canvas.
@@ -148,17 +192,19 @@ def sample_scene(rng: random.Random, config: WorldConfig = WorldConfig()) -> Sce
         x = rng.uniform(0, free) + cx * (config.size - o - free)
         y = rng.uniform(0, free) + cy * (config.size - o - free)
         role = rng.choices(ROLES, weights=ROLE_WEIGHTS)[0]
-        cols, vis = _life(rng, role, colour, n)
+        cols, vis = _life(rng, role, colour, n, max_changes)
         objects.append(SceneObject(shape=shape, colours=cols, visible=vis, x=x, y=y, role=role))
     return Scene(config=config, objects=tuple(objects))
 
 
-def _life(rng: random.Random, role: str, colour: str, n: int) -> tuple[tuple[str, ...], tuple[bool, ...]]:
-    """Colour and visibility per block for a non-moving object of the given role."""
+def _life(rng: random.Random, role: str, colour: str, n: int, max_changes: int
+          ) -> tuple[tuple[str, ...], tuple[bool, ...]]:
+    """Colour and visibility per block for a non-moving object of the given role (at most `max_changes` colour
+    changes)."""
     cols = [colour] * n
     vis = [True] * n
     if role == "changer":
-        changes = sorted(rng.sample(range(1, n), rng.randint(1, n - 1)))
+        changes = sorted(rng.sample(range(1, n), rng.randint(1, min(max_changes, n - 1))))
         for b in changes:
             new = rng.choice([c for c in COLOURS if c != cols[b - 1]])
             cols[b:] = [new] * (n - b)

@@ -10,7 +10,8 @@
                           X?" about every object it may ask of; with end_colours=True also "What colour is the X
                           at the end?" about every corner object visible at the end; with
                           caption_prompts=True each caption asked with one of CAPTION_PROMPTS
-    out_dir/qa.jsonl      one line per question: id, video, family, question, answer (for scoring)
+    out_dir/qa.jsonl      one line per question: id, video, family, question, answer (for scoring); in the
+                          long world (`WorldConfig.segments`) also the video's segments and seconds
 
 Everything is a pure function of (seed, video index, WorldConfig): video i is the same whether
 100 or 10,000 are generated.
@@ -166,6 +167,8 @@ def generate_dataset(
                 train_f.write(json.dumps(rec) + "\n")
             for qa in video.qas:
                 row = {"id": video.id, "video": rel, "family": qa.family, "question": qa.question, "answer": qa.answer}
+                if video.scene.segment_seconds is not None:
+                    row.update(segments=video.scene.num_segments, seconds=video.scene.config.seconds)
                 qa_f.write(json.dumps(row) + "\n")
                 counts[qa.family] = counts.get(qa.family, 0) + 1
                 n_q += 1

@@ -3,6 +3,7 @@ Clapper against the LLaVA-OneVision video layout (196 tokens per frame) on the s
 
     python bench/e2e.py                       # CPU: SigLIP-so400m-384 + Qwen2-0.5B, 16 frames
     python bench/e2e.py --frames 8 --new-tokens 8
+    python bench/e2e.py --skip-cpu --skip-4bit --frames 96 --new-tokens 64   # GPU: 7B bf16, eager vs compiled
 
 Weights are random at the real shapes (speed and memory do not depend on their values). Both
 layouts share one model and one SigLIP pass (they run SigLIP on the same frames); each layout's
@@ -10,7 +11,8 @@ projection, prefill and decoding then run in turn while a sampler records the pr
 resident memory (weights included) and the rise above what was resident before the layout ran.
 Each layout runs once to warm up (kernel choice, allocations), then --repeats times; stage timings are
 the medians of those, the CPU memory figures are the warm-up pass's (it is the one that allocates). With a
-CUDA GPU the same runs for Qwen2-7B in bf16 and 4-bit (peak = CUDA allocated, reset for every pass).
+CUDA GPU the same runs for Qwen2-7B in bf16 and 4-bit (peak = CUDA allocated, reset for every pass), and a
+row Clapper* decodes as `clapper ask` does on CUDA: a static cache and a compiled step (CUDA graphs).
 """
 
 from __future__ import annotations
@@ -58,13 +60,15 @@ def _timed(fn, *args, device="cpu"):
     return out, time.perf_counter() - t
 
 
-def run_layout(model, processor, patches, clip, layout: str, new_tokens: int, device: str) -> dict:
+def run_layout(model, processor, patches, clip, layout: str, new_tokens: int, device: str,
+               decoding: str = "eager") -> dict:
     """Project, prefill and decode for one layout; returns its stage timings and peak memory."""
     import torch
 
     from clapper_core.generation import GenerationConfig, VideoSession
     from clapper_core.hardware import HardwareChoice
     from clapper_core.model.loading import LoadedModel
+    from clapper_core.model.tokenizer import IM_START
 
     torch.set_grad_enabled(False)
     m = model.model
@@ -103,6 +107,8 @@ def run_layout(model, processor, patches, clip, layout: str, new_tokens: int, de
     session.video = type("V", (), {"prefix_ids": tuple(prefix)})()
     session.video_features, session._cache, session._prefix_len, session._tail = feats, None, len(prefix), []
     session.stop_ids, session.last_stats = set(), None  # random weights: always decode new_tokens
+    session.decoding = decoding  # "eager" (growing cache) or "compiled" (static cache, CUDA graphs)
+    session._turn_start = processor.tokenizer.convert_tokens_to_ids(IM_START)
     session.ask("What happens in this video?", GenerationConfig(max_new_tokens=new_tokens))
     s = session.last_stats
     stats.update(prompt_tokens=s.prompt_tokens, prefill_s=s.prefill_s, tokens_per_s=s.tokens_per_s)
@@ -157,7 +163,8 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def bench(llm: str, quant: str, device: str, frames: int, new_tokens: int, video: Path, repeats: int = 3) -> list[dict]:
+def bench(llm: str, quant: str, device: str, frames: int, new_tokens: int, video: Path, repeats: int = 3,
+          compiled: bool = True) -> list[dict]:
     import torch
 
     from clapper_core.model.processing_clapper import ClapperProcessor
@@ -189,13 +196,17 @@ def bench(llm: str, quant: str, device: str, frames: int, new_tokens: int, video
     D = config.text_config.hidden_size
     model.model.language_model(inputs_embeds=torch.zeros(1, 8, D, dtype=dtype, device=device))
     rows = []
-    for layout in ("Clapper", "LLaVA-OV"):
-        _log(f"running the {layout} layout: one warm-up pass, then {repeats} timed")
-        with PeakRSS() as rss:  # the first pass allocates: the CPU memory figures are its own
+    # on CUDA, Clapper's decoding also as `clapper ask` runs it there: static cache, compiled step (CUDA graphs)
+    ways = [("Clapper", "eager"), ("LLaVA-OV", "eager")] + [("Clapper", "compiled")] * (compiled and device == "cuda")
+    for layout, decoding in ways:
+        _log(f"running the {layout} layout ({decoding} decoding): one warm-up pass, then {repeats} timed")
+        with PeakRSS() as rss:  # the first pass allocates (and compiles): the CPU memory figures are its own
             base = rss.now_mb()
-            run_layout(model, processor, patches, clip, layout, new_tokens, device)
-        runs = [run_layout(model, processor, patches, clip, layout, new_tokens, device) for _ in range(repeats)]
+            run_layout(model, processor, patches, clip, layout, new_tokens, device, decoding)
+        runs = [run_layout(model, processor, patches, clip, layout, new_tokens, device, decoding)
+                for _ in range(repeats)]
         row = _median_row(runs)
+        row["layout"] = layout if decoding == "eager" else f"{layout}*"
         if device == "cpu":
             row["peak_mb"], row["extra_mb"] = rss.peak_mb, rss.peak_mb - base
         rows.append({**shared, **row, "setup": f"{llm} {quant} {device}"})
@@ -237,7 +248,11 @@ def print_rows(rows: list[dict], frames: int) -> None:
         print(f"{r['layout']:<9} {r['visual_tokens']:>7,} {r['decode_s']:>8.2f} {r['vision_s']:>8.2f} "
               f"{r['perceiver_s']:>7.3f} {r['project_s']:>6.3f} {r['prompt_tokens']:>6,} {r['prefill_s']:>9.2f} "
               f"{r['tokens_per_s']:>6.1f} {r['peak_mb']:>8,.0f} {r['extra_mb']:>6,.0f}")  # fmt: skip
-    c, l = rows
+    c, l = rows[:2]
+    if len(rows) > 2:
+        print(f"Clapper* = static cache and compiled step (CUDA graphs), as clapper ask decodes on CUDA: "
+              f"{rows[2]['tokens_per_s']:.1f} vs {c['tokens_per_s']:.1f} tokens/s eager = "
+              f"{rows[2]['tokens_per_s'] / c['tokens_per_s']:.2f}x")
     print(f"LLaVA-OV / Clapper: visual tokens {l['visual_tokens'] / c['visual_tokens']:.2f}x, "
           f"prefill time {l['prefill_s'] / c['prefill_s']:.2f}x, "
           f"memory above the weights {l['extra_mb'] / c['extra_mb']:.2f}x"
@@ -254,13 +269,14 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3, help="timed passes per layout after one warm-up (median)")
     ap.add_argument("--skip-cpu", action="store_true", help="only the GPU rows (Qwen2-7B bf16 and 4-bit)")
+    ap.add_argument("--skip-4bit", action="store_true", help="no Qwen2-7B 4-bit rows on the GPU")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         video = make_video(Path(tmp) / "bench.mp4")
         if not args.skip_cpu:
             print_rows(bench("0.5b", "fp32", "cpu", args.frames, args.new_tokens, video, args.repeats), args.frames)
         if torch.cuda.is_available():
-            for quant in ("bf16", "4bit"):
+            for quant in ("bf16",) + ("4bit",) * (not args.skip_4bit):
                 print_rows(bench("7b", quant, "cuda", args.frames, args.new_tokens, video, args.repeats), args.frames)
         else:
             print("\nno CUDA GPU: the Qwen2-7B bf16 / 4-bit rows run only on a GPU machine")

@@ -51,14 +51,21 @@ class HardwareChoice:
         return f"{self.device}, {precision}, {self.attn_implementation} attention"
 
 
-def decoding_mode(device) -> str:
-    """How answers are decoded one at a time: "compiled" (static cache, CUDA graphs) on CUDA, "eager" elsewhere
-    and whenever `CLAPPER_EAGER=1` (for debugging, or a GPU where compiling fails)."""
+def decoding_mode(device, *, warm: bool = False) -> str:
+    """How answers are decoded one at a time: "compiled" (static cache, CUDA graphs) or "eager" (growing cache).
+
+    Compiling the step takes tens of seconds once per process, and pays back over many answers: on CUDA it is
+    chosen for a process that stays warm (`clapper serve`, `warm=True`), or anywhere with `CLAPPER_COMPILE=1`.
+    `CLAPPER_EAGER=1` always decodes eagerly (debugging, or a GPU where compiling fails); the CPU always does.
+    """
     import os
 
-    if os.environ.get("CLAPPER_EAGER", "").strip() not in ("", "0"):
+    def on(name: str) -> bool:
+        return os.environ.get(name, "").strip() not in ("", "0")
+
+    if on("CLAPPER_EAGER") or not str(getattr(device, "type", device)).startswith("cuda"):
         return "eager"
-    return "compiled" if str(getattr(device, "type", device)).startswith("cuda") else "eager"
+    return "compiled" if warm or on("CLAPPER_COMPILE") else "eager"
 
 
 def _cuda_available() -> bool:

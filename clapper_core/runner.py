@@ -322,6 +322,7 @@ def caption_batch(
     emit(Event("batch", total=len(todo) + summary.skipped, skipped=summary.skipped))
     # the output keeps the input order; answers that finish early wait for the ones before them
     writer = InOrder(lambda record: sink.append(record.to_json()) if sink is not None else None)
+    engine = None
     try:
         if todo and loaded is None:
             device = None
@@ -332,7 +333,6 @@ def caption_batch(
             loaded = load(settings, on_event=emit, device=device)
         works = [Work(str(videos[i]), [prompt]) for i in todo]
         engine = _engine(loaded, settings, emit, task="caption") if todo else None
-        summary.engine = engine.stats if engine else None
         for done in _run(engine, works) if engine else ():
             record, video = done.record, works[done.work].video
             writer.add(done.work, record)
@@ -352,6 +352,7 @@ def caption_batch(
         if sink is not None:
             sink.close()
         summary.seconds = time.perf_counter() - start
+        summary.engine = engine.stats if engine is not None else None
     return summary
 
 

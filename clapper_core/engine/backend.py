@@ -81,6 +81,14 @@ class ModelBackend:
     def busy(self) -> bool:
         return bool(self.batch.rows or self.waiting)
 
+    def timed(self, fn, *args):
+        """`fn(*args)` and the seconds it took, synchronized on CUDA so that each stage is charged its own time."""
+        t0 = time.perf_counter()
+        out = fn(*args)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return out, time.perf_counter() - t0
+
     def prepare(self, clip: Any) -> Prepared:
         """Resize and normalize the frames and tokenize the prompt prefix (safe to run in a worker thread)."""
         return Prepared(clip=clip, video=self.processor.prepare_video(clip))
@@ -114,12 +122,3 @@ class ModelBackend:
         text = self.tokenizer.decode(row.tokens, skip_special_tokens=True).lstrip()
         return Answer(key=row.key, text=text, new_tokens=len(row.tokens), stopped=row.stopped,
                       prompt_tokens=row.prompt_tokens, prefill_s=row.prefill_s, generate_s=row.generate_s)
-
-
-def time_it(fn, *args):
-    """`fn(*args)` and the seconds it took (synchronized on CUDA)."""
-    t0 = time.perf_counter()
-    out = fn(*args)
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-    return out, time.perf_counter() - t0

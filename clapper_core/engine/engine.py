@@ -88,8 +88,9 @@ class InOrder:
 
 @dataclass
 class EngineStats:
-    """Where the time went. decode_s adds up the workers' time (it overlaps the model's), the rest is the
-    model thread's: encode_s, generate_s (prefill and decoding steps) and wait_s (waiting for a decode)."""
+    """Where the time went in one `run`. decode_s adds up the decode workers' time (it overlaps the model's); the
+    rest is the model thread's: wait_s (waiting for a decoded video), encode_s (vision, TimePerceiver, projector
+    and the prompts' embeddings) and generate_s (prefills and decoding steps). Timings synchronize on CUDA."""
 
     started: float = field(default_factory=time.perf_counter)
     videos: int = 0
@@ -110,9 +111,9 @@ class EngineStats:
         return 60.0 * self.videos / self.seconds if self.seconds > 0 else 0.0
 
     def shares(self) -> dict[str, float]:
-        """Each stage's part of the model thread's time (decode: the time it waited for one)."""
+        """Each part of the model thread's time: waiting for a decoded video, encoding, generating."""
         total = self.wait_s + self.encode_s + self.generate_s
-        parts = {"decode": self.wait_s, "encode": self.encode_s, "generate": self.generate_s}
+        parts = {"decode wait": self.wait_s, "encode": self.encode_s, "generate": self.generate_s}
         return {k: (v / total if total else 0.0) for k, v in parts.items()}
 
 
@@ -126,6 +127,11 @@ class _Video:
     encode_s: float = 0.0
     visual_tokens: int = 0
     left: int = 0
+
+
+def _timed(fn: Callable, *args: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    return fn(*args), time.perf_counter() - t0
 
 
 class Engine:
@@ -157,9 +163,11 @@ class Engine:
         from clapper_core.runner import Event, recoverable
 
         videos: dict[int, _Video] = {}
+        self.stats = EngineStats()
         source = Prefetch(works, self._decode, workers=self.config.decode_workers, depth=self.config.depth,
                           catch=recoverable())
         backend, stats = self.backend, self.stats
+        timed = getattr(backend, "timed", _timed)
         try:
             while not source.exhausted or backend.busy:
                 group: list[tuple[int, Any]] = []
@@ -184,9 +192,8 @@ class Engine:
                 if group:
                     yield from self._encode(group, works, videos)
                 if backend.busy:
-                    t0 = time.perf_counter()
-                    answers = backend.step()
-                    stats.generate_s += time.perf_counter() - t0
+                    answers, seconds = timed(backend.step)
+                    stats.generate_s += seconds
                     stats.rows = getattr(backend, "rows", 0)
                     for answer in answers:
                         yield self._done(answer, works, videos)
@@ -196,9 +203,9 @@ class Engine:
     def _encode(self, group: list[tuple[int, Any]], works: Sequence[Work], videos: dict[int, _Video]) -> Iterator[Done]:
         from clapper_core.runner import recoverable
 
-        t0 = time.perf_counter()
+        timed = getattr(self.backend, "timed", _timed)
         try:
-            features = self.backend.encode([p for _, p in group])
+            features, spent = timed(self.backend.encode, [p for _, p in group])
         except recoverable() as exc:  # one video too big for memory, say: encode them one by one to find it
             if len(group) == 1:
                 videos.pop(group[0][0])
@@ -207,8 +214,6 @@ class Engine:
             for one in group:
                 yield from self._encode([one], works, videos)
             return
-        spent = time.perf_counter() - t0
-        self.stats.encode_s += spent
         items, feats = [], []
         for (i, prepared), f in zip(group, features):
             video = videos[i]
@@ -216,7 +221,8 @@ class Engine:
             for q, question in enumerate(works[i].questions):
                 items.append(((i, q), prepared, question, self.generation))
                 feats.append(f)
-        self.backend.add(items, feats)
+        _, embedding = timed(self.backend.add, items, feats)
+        self.stats.encode_s += spent + embedding
 
     def _record(self, work: Work, question: str, clip: Any) -> Record:
         hardware = self.loaded.hardware

@@ -7,7 +7,8 @@
 
 Threads rather than processes: PyAV decodes and scales frames with the GIL released, and so do the
 torch resize and normalize that follow, so threads overlap with the model without copying frames
-between processes (bench/throughput.py measures both: processes were slower here). At most `depth`
+between processes. bench/throughput.py prints the share of the model's time spent waiting for a decoded
+video: with threads it is a few percent, which is all that processes could win back. At most `depth`
 results wait at any time, decoded or being decoded, so memory is bounded by the queue, never by the
 number of videos.
 """

@@ -13,8 +13,9 @@ questions, which a static cache cannot crop); its keys and values are copied int
 then every answer token runs through the compiled step. The step is `transformers`' own model forward
 on its `StaticCache`; only the loop around it is ours, so that a session keeps its prefix cache.
 
-Used on CUDA (hardware.compiled_decoding); the CPU and `CLAPPER_EAGER=1` keep the eager path, which
-tests compare token for token with this one (run eagerly on the CPU).
+Used on CUDA by a process that stays warm (`clapper serve`), or with `CLAPPER_COMPILE=1` (hardware.decoding_mode):
+compiling costs tens of seconds once. The CPU and `CLAPPER_EAGER=1` keep the eager path, which tests compare
+token for token with this one (static and compiled, on the CPU).
 """
 
 from __future__ import annotations

@@ -154,6 +154,7 @@ class ModelWorker:
     def _entry(self, job: Job) -> tuple[tuple, Entry, bool]:
         """The video's session from the cache, or decoded and encoded now (and kept)."""
         from clapper_core.generation import VideoSession
+        from clapper_core.hardware import decoding_mode
         from clapper_core.video import load_clip
 
         s = job.sampling
@@ -164,7 +165,8 @@ class ModelWorker:
         t0 = time.perf_counter()
         clip = load_clip(job.video.path, s)
         t1 = time.perf_counter()
-        session = VideoSession(self.loaded, clip, system=job.conversation.system)
+        session = VideoSession(self.loaded, clip, system=job.conversation.system,
+                               decoding=decoding_mode(self.loaded.hardware.device, warm=True))
         clip_info = dict(
             frames=clip.num_frames, timestamps=[float(t) for t in clip.timestamps],
             segments=[[g.start, g.stop, float(g.start_time), float(g.end_time)] for g in clip.segments],

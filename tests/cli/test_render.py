@@ -104,4 +104,4 @@ def test_the_engine_row_shows_speed_and_batch_and_the_summary_where_time_went():
         display.stop()
     assert rows[1].startswith("6.0 videos/min, 3 in batch")
     summary = BatchSummary(total=9, succeeded=6, seconds=60.0, engine=stats)
-    assert "(6.0 videos/min; the model's time: decode 25%, encode 25%, generate 50%)" in summary.describe()
+    assert "(6.0 videos/min; the model's time: decode wait 25%, encode 25%, generate 50%)" in summary.describe()

@@ -49,9 +49,13 @@ def test_a_failing_compile_falls_back_to_the_same_answer(tiny_loaded, tiny_frame
     assert "compiled decoding failed (RuntimeError: no compiler for this device)" in caplog.text
 
 
-def test_compiled_decoding_on_cuda_unless_told_eager(monkeypatch):
+def test_compiled_decoding_on_cuda_in_a_warm_process_or_when_asked(monkeypatch):
     monkeypatch.delenv("CLAPPER_EAGER", raising=False)
-    assert decoding_mode("cuda") == "compiled" and decoding_mode("cuda:1") == "compiled"
-    assert decoding_mode("cpu") == "eager"
+    monkeypatch.delenv("CLAPPER_COMPILE", raising=False)
+    assert decoding_mode("cuda", warm=True) == "compiled" and decoding_mode("cuda:1", warm=True) == "compiled"
+    assert decoding_mode("cuda") == "eager"  # one `clapper ask` would spend longer compiling than decoding
+    assert decoding_mode("cpu", warm=True) == "eager"
+    monkeypatch.setenv("CLAPPER_COMPILE", "1")
+    assert decoding_mode("cuda") == "compiled" and decoding_mode("cpu") == "eager"
     monkeypatch.setenv("CLAPPER_EAGER", "1")
-    assert decoding_mode("cuda") == "eager"
+    assert decoding_mode("cuda", warm=True) == "eager"

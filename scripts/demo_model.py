@@ -13,6 +13,10 @@
        tower stays frozen (its features already tell the world's colours, shapes and positions apart)
     5. copy the result into clapper_core/demo_model/
 
+With `--segments 1 8` the training set is the long world instead (`WorldConfig(segments=(1, 8))`: videos of 1 to 8
+four-second segments, with when and net change questions; docs/long_video.md), and the tokenizer is fitted to its
+texts.
+
 Everything is seeded: the same command gives the same model on the same machine, torch version and number of
 CPU threads (`OMP_NUM_THREADS`; another count sums floats in another order, and the runs drift apart).
 The built-in model was made with `OMP_NUM_THREADS=1 python scripts/demo_model.py --install`.
@@ -77,6 +81,9 @@ class Recipe:
     # own patch, as a trained tower's mostly do (README, recipe 6)
     vision_attention_gain: float = 0.1
     loss_average: str = "token"  # "sample": every record weighs the same, a caption no more than a one-word answer
+    # The long world: each training video lasts (fewest, most) 4 s segments; None: one segment, the world of the
+    # built-in model (docs/long_video.md)
+    segments: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.train_vision:
@@ -86,7 +93,16 @@ class Recipe:
                 raise ConfigError(f"{' and '.join(given)} only acts on a vision tower that trains: "
                                   "add --train-vision, or leave it out")
         # Both stages' settings, checked by the trainer's own rules now, not after stage 1 has trained
-        stage_configs(Path("base"), Path("train.jsonl"), Path("work"), recipe=self)
+        stage1, _ = stage_configs(Path("base"), Path("train.jsonl"), Path("work"), recipe=self)
+        if self.segments is not None:
+            try:
+                world = recipe_world(self)
+            except ValueError as e:
+                raise ConfigError(f"--segments: {e}") from None
+            if world.seconds * world.segments[1] * stage1.fps > stage1.max_frames:
+                raise ConfigError(f"--segments {' '.join(map(str, self.segments))}: a video of {world.segments[1]} "
+                                  f"segments has more frames at {stage1.fps:g} fps than training samples "
+                                  f"({stage1.max_frames}); at most {stage1.max_frames // world.seconds} segments")
 
 
 def stage_configs(base: Path, data: Path, work: Path, *, recipe: Recipe, save_every: int = 0, resume: bool = False,
@@ -109,17 +125,17 @@ def stage_configs(base: Path, data: Path, work: Path, *, recipe: Recipe, save_ev
                    vision_lr=recipe.vision_lr, frozen=frozen, steps=recipe.stage2_steps, lr=recipe.stage2_lr))
 
 
-def world_texts(n: int = 4000, seed: int = 12345, *, end_colours: bool = False, caption_prompts: bool = True
-                ) -> list[str]:
+def world_texts(n: int = 4000, seed: int = 12345, *, end_colours: bool = False, caption_prompts: bool = True,
+                config: WorldConfig = WorldConfig()) -> list[str]:
     """Every kind of sentence the world's training data holds (questions, answers, captions), for the tokenizer:
-    with `end_colours` and `caption_prompts` as in `generate_dataset`."""
+    with `end_colours` and `caption_prompts` as in `generate_dataset`, of the world `config` describes."""
     from clapper_core.eval.answers import format_prompt
     from clapper_core.synthetic.questions import options_for
 
     rng = random.Random(seed)
     texts = list(CAPTION_PROMPTS) if caption_prompts else [CAPTION_PROMPT]
     for i in range(n):
-        scene = sample_scene(rng)
+        scene = sample_scene(rng, config)
         for k, qa in enumerate(questions_for(scene, rng) + (end_colour_questions(scene) if end_colours else [])):
             texts.append(f"{qa.question} {qa.answer}")
             if k % 4 == 0:  # the lettered form, its instruction and letters
@@ -136,7 +152,8 @@ def build_recipe_model(out_dir: Path, *, recipe: Recipe = Recipe(), **overrides)
     text = {**TEXT, **overrides.pop("text_config", {})}
     fields = dict(perceiver_grid=3, perceiver_depth=2, perceiver_heads=4, perceiver_mlp_ratio=2)
     fields.update(overrides)
-    texts = world_texts(end_colours=recipe.end_colours, caption_prompts=recipe.caption_prompts)
+    texts = world_texts(end_colours=recipe.end_colours, caption_prompts=recipe.caption_prompts,
+                        config=recipe_world(recipe))
     out = build_tiny_clapper(out_dir, seed=recipe.seed, vocab_size=recipe.vocab_size, texts=texts,
                              vision_config=vision, text_config=text, **fields)
     standardize_vision_features(out, seed=recipe.seed, attention_gain=recipe.vision_attention_gain)
@@ -240,10 +257,17 @@ def install(model_dir: Path, dest: Path = DEMO_DIR) -> None:
             shutil.copy2(f, dest / f.name)
 
 
+def recipe_world(recipe: Recipe) -> WorldConfig:
+    """The synthetic world the recipe trains on: the one-segment world, or with `segments` the long one."""
+    return WorldConfig(segments=recipe.segments)
+
+
 def recipe_data(recipe: Recipe) -> dict:
-    """`generate_dataset`'s options for the recipe's training set."""
-    return dict(multiple_choice=recipe.multiple_choice, all_orders=recipe.all_orders, all_changes=recipe.all_changes,
+    """`generate_dataset`'s options for the recipe's training set (its world only when it is the long one, so the
+    one-segment recipe's options stay what they were)."""
+    data = dict(multiple_choice=recipe.multiple_choice, all_orders=recipe.all_orders, all_changes=recipe.all_changes,
                 end_colours=recipe.end_colours, caption_prompts=recipe.caption_prompts)
+    return data | ({"config": recipe_world(recipe)} if recipe.segments is not None else {})
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, *, several_seeds: bool = False) -> None:
@@ -279,6 +303,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, *, several_seeds: bool
     parser.add_argument("--freeze-vision-attention", action="store_true",
                         help="with --train-vision: the tower's attention layers stay as built, only its per-patch "
                              "layers train")
+    parser.add_argument("--segments", type=int, nargs=2, metavar=("FEWEST", "MOST"),
+                        help="train on the long world: videos of FEWEST to MOST 4 s segments (e.g. 1 8), with when "
+                             "and net change questions; default: one segment")
     parser.add_argument("--loss-average", choices=LOSS_AVERAGES, default=Recipe.loss_average,
                         help="token: every answer token weighs the same (a caption outweighs a one-word answer); "
                              "sample: every record weighs the same")
@@ -292,7 +319,8 @@ def recipe_from_arguments(args: argparse.Namespace, *, seed: int | None = None) 
                   end_colours=args.end_colours, caption_prompts=args.caption_prompts,
                   vision_attention_gain=args.vision_attention_gain, loss_average=args.loss_average,
                   train_vision=args.train_vision, vision_lr=args.vision_lr,
-                  freeze_vision_attention=args.freeze_vision_attention)
+                  freeze_vision_attention=args.freeze_vision_attention,
+                  segments=tuple(args.segments) if args.segments else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,8 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     say(f"writing {recipe.videos} synthetic videos to {work / 'data'}")
-    summary = generate_dataset(work / "data", num_videos=recipe.videos, seed=recipe.seed, config=WorldConfig(),
-                               **recipe_data(recipe))
+    summary = generate_dataset(work / "data", num_videos=recipe.videos, seed=recipe.seed, **recipe_data(recipe))
     base = build_recipe_model(work / "base", recipe=recipe)
 
     def on_step(s):

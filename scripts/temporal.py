@@ -19,6 +19,8 @@ families (direction, order, change, times) need the other frames of the segment.
     python scripts/temporal.py --stage2-steps 1500 --videos 2000 --eval-videos 150   # other sizes
     python scripts/temporal.py --seed 0 1 2         # three runs of the recipe: each seed's table, then their mean
     python scripts/temporal.py --reuse --train-videos 150   # also on 150 of each model's own training videos
+    python scripts/temporal.py --only "keyframe only" --segments 1 8 --work runs/long_temporal
+        # trained on the long world (scored here on one segment): scripts/long_video.py's --baseline
 
 Under each table the order family is split by whether its two events happen to one object or to
 two, as answered, then as chosen (the likelier of the question's two options,
@@ -64,12 +66,13 @@ def _dataset(out: Path, *, qa: bool = False, **kwargs) -> Path:
     """The train.jsonl (or qa.jsonl) of a synthetic set, written once: parallel runs share it (the first
     to take the folder's lock writes it, the others wait for it and find it complete)."""
     out.mkdir(parents=True, exist_ok=True)
+    key = json.loads(json.dumps(kwargs, default=repr))  # a long world's WorldConfig (--segments) by its repr
     with open(out / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         done = out / "complete.json"
-        if not done.is_file() or json.loads(done.read_text()) != kwargs:
+        if not done.is_file() or json.loads(done.read_text()) != key:
             generate_dataset(out, **kwargs)
-            done.write_text(json.dumps(kwargs))
+            done.write_text(json.dumps(key))
     return out / ("qa.jsonl" if qa else "train.jsonl")
 
 

@@ -146,3 +146,44 @@ def test_the_demo_model_reads_each_segments_start_time_before_it(tmp_path):
     assert inputs.segment_start_times == (0.0, 4.0, 8.0)
     stamps = [text.index(s) for s in ("[0.0s]", "[4.0s]", "[8.0s]")]
     assert stamps == sorted(stamps) and "<video>" in text[stamps[0]:stamps[1]]
+
+
+# --- the recipe's long-world option -------------------------------------------------------------
+
+
+class _Stop(Exception):
+    """Raised in place of writing the data: the arguments are all the test looks at."""
+
+
+def test_the_recipe_trains_on_the_long_world_with_segments(monkeypatch, tmp_path):
+    from clapper_core.synthetic import WorldConfig
+    from scripts import demo_model as demo
+
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append(kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(demo, "generate_dataset", record)
+    for argv, world in (([], None), (["--segments", "1", "8"], WorldConfig(segments=(1, 8)))):
+        with pytest.raises(_Stop):
+            demo.main(["--work", str(tmp_path), *argv])
+        assert seen[-1].get("config") == world  # the one-segment recipe's options are what they were
+
+
+@pytest.mark.parametrize("segments, says", [(("1", "9"), "at most 8 segments"), (("3", "2"), "fewest")])
+def test_the_recipe_refuses_segments_it_cannot_train_on_before_writing_anything(segments, says, tmp_path, capsys):
+    from scripts.demo_model import main as recipe_main
+
+    with pytest.raises(SystemExit) as exit_:
+        recipe_main(["--work", str(tmp_path / "w"), "--segments", *segments])
+    assert exit_.value.code == 2 and says in capsys.readouterr().err and not (tmp_path / "w").exists()
+
+
+def test_the_long_recipe_fits_its_tokenizer_to_when_questions():
+    from clapper_core.synthetic import WorldConfig
+    from scripts.demo_model import world_texts
+
+    texts = world_texts(200, config=WorldConfig(segments=(1, 8)))
+    assert any(t.startswith("When does") for t in texts) and not any("When does" in t for t in world_texts(200))

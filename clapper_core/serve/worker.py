@@ -209,13 +209,13 @@ class ModelWorker:
         return Done(finish, usage, self._record(job, entry, fresh, "".join(answer), stats))
 
     def _record(self, job: Job, entry: Entry, fresh: bool, answer: str, stats: Any) -> Record:
-        from clapper_core.runner import _precision
+        from clapper_core.records import precision_name
 
         url, hw, info = job.conversation.video_url, self.loaded.hardware, entry.clip
         return Record(
             video=url if not url.startswith("data:") else url.split(";", 1)[0],
             question=job.conversation.question, answer=answer, task="ask", model=self.model_name,
-            device=str(hw.device), precision=_precision(hw), frames=info["frames"],
+            device=str(hw.device), precision=precision_name(hw), frames=info["frames"],
             timestamps=info["timestamps"], segments=info["segments"], visual_tokens=entry.session.num_visual_tokens,
             duration_s=info["duration_s"],
             timings=Timings(decode_s=info["decode_s"] if fresh else 0.0, encode_s=info["encode_s"] if fresh else 0.0,

@@ -35,6 +35,7 @@ EPILOG = """\
   [cyan]clapper eval MLVU/json --video-root MLVU -m ./clapper-7b --max-visual-tokens 3000[/cyan]
   [cyan]clapper eval TempCompass/questions/multi-choice.json --video-root TempCompass/videos --frames 32[/cyan]
   [cyan]clapper eval bench.jsonl --limit 200 --shuffle --seed 1 --json | jq .accuracy[/cyan]
+  [cyan]clapper eval bench.jsonl --video-root videos/ --batch-size 32[/cyan]   [dim]# answers generated together[/dim]
   [cyan]torchrun --nproc-per-node 8 -m clapper_cli.main eval bench.parquet --video-root videos/[/cyan]   [dim]# one GPU each[/dim]
 
 Layouts: Video-MME (parquet or JSON), MLVU (a task file or its json/ folder), TempCompass
@@ -100,6 +101,7 @@ def eval_command(
     device: opt.Device = None,
     max_new_tokens: opt.MaxNewTokens = None,
     temperature: opt.Temperature = None,
+    batch_size: opt.BatchSize = None,
     output_dir: Annotated[
         Optional[Path],
         typer.Option("--output-dir", "-o", help="Where results.jsonl and report.json go "
@@ -124,7 +126,8 @@ def eval_command(
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {limit}.")
     settings = resolve(dict(model=model, quant=opt.choice_value(quant), device=opt.choice_value(device),
-                            max_new_tokens=max_new_tokens, temperature=temperature, seed=seed))
+                            max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                            batch_size=batch_size))
     if settings.sources.get("max_new_tokens") == "default":
         settings = replace(settings, max_new_tokens=opt.D.EVAL_MAX_NEW_TOKENS)
     options = EvalOptions(max_visual_tokens=max_visual_tokens, frames=frames, fps=fps, overwrite=overwrite)

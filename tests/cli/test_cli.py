@@ -167,3 +167,13 @@ def test_doctor_never_crashes():
     checks = {c["name"]: c for c in json.loads(result.stdout)}
     assert {"python", "torch", "pyav", "decoders", "bitsandbytes", "flash-attn", "model"} <= set(checks)
     assert "would download owner/not-cached-model" in checks["model"]["detail"]
+
+
+@pytest.mark.parametrize("value", ["0", "-4", "many"])
+def test_a_batch_size_below_one_is_a_one_line_usage_error(fake_model, tiny_video, capsys, value):
+    from clapper_cli.main import main
+
+    for command in (["caption", str(tiny_video)], ["eval", str(tiny_video)]):
+        code = main([*command, "--batch-size", value])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and err.startswith("Error: --batch-size") and "Traceback" not in err

@@ -41,6 +41,7 @@ BATCH_SIZE = "auto"  # answers generated together: BATCH_SIZE_CUDA on a GPU, BAT
 BATCH_SIZE_CUDA = 16
 BATCH_SIZE_CPU = 4
 DECODE_WORKERS = 2  # threads decoding videos ahead of the model
+ENCODE_FRAMES = 128  # frames encoded in one pass at most: SigLIP's patches of 128 frames at 384 px, 0.4 GB in fp32
 
 # --- evaluation ------------------------------------------------------------------------------
 

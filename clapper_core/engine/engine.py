@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clapper_core.defaults import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, DECODE_WORKERS
+from clapper_core.defaults import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, DECODE_WORKERS, ENCODE_FRAMES
 from clapper_core.engine.pipeline import Prefetch
 from clapper_core.errors import ConfigError
 from clapper_core.records import Record, Timings, clip_fields, precision_name
@@ -34,6 +34,7 @@ class EngineConfig:
     batch_size: int = BATCH_SIZE_CPU
     decode_workers: int = DECODE_WORKERS
     prefetch: int | None = None  # videos decoded ahead of the model; default twice the batch
+    encode_frames: int = ENCODE_FRAMES  # frames encoded in one pass, at most (one video may exceed it alone)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -173,7 +174,9 @@ class Engine:
                 group: list[tuple[int, Any]] = []
                 rows = 0
                 # take what is decoded, up to the free places; wait for a decode only when nothing else can run
-                while not source.exhausted and rows < backend.free and (source.ready() or not (group or backend.busy)):
+                frames = 0  # an encode pass holds every frame's SigLIP patches: bounded by encode_frames
+                while (not source.exhausted and rows < backend.free and frames < self.config.encode_frames
+                       and (source.ready() or not (group or backend.busy))):
                     t0 = time.perf_counter()
                     i, result = next(source)
                     stats.wait_s += time.perf_counter() - t0
@@ -189,6 +192,7 @@ class Engine:
                     group.append((i, prepared))
                     videos[i] = _Video(i, prepared.clip, decode_s, left=len(works[i].questions))
                     rows += len(works[i].questions)
+                    frames += prepared.clip.num_frames
                 if group:
                     yield from self._encode(group, works, videos)
                 if backend.busy:

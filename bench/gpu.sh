@@ -3,7 +3,7 @@
 #
 #   bash bench/gpu.sh [LOG_DIR]          # from the repository root, clapper importable (pip install -e .)
 #
-# Each step has its own time limit (STEP_LIMIT seconds, default 240) and the run goes on past a failed step;
+# Each step has its own time limit (seconds, written beside it) and the run goes on past a failed step;
 # every step's output is also written to LOG_DIR/<step>.log (default bench/out/gpu).
 set -uo pipefail
 logs=${1:-bench/out/gpu}

@@ -5,11 +5,15 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from clapper_core.errors import ConfigError
 from clapper_core.video.clip import Clip
+
+if TYPE_CHECKING:  # PIL is imported where a sheet is drawn, not when the module loads
+    from PIL import Image
 
 KEYFRAME_COLOUR = (255, 170, 0)
 FRAME_COLOUR = (90, 90, 90)

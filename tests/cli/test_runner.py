@@ -1,4 +1,5 @@
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,32 @@ def test_caption_batch_shards_under_torchrun(fake_model, clip_tree, tmp_path, mo
     monkeypatch.setenv("RANK", "0")
     alone = runner.caption_batch([clip_tree], resolve(), output=tmp_path / "single.jsonl")
     assert (tmp_path / "single.jsonl").read_text().count("\n") == 4 and alone.succeeded == 4
+
+
+def test_ctrl_c_keeps_answers_that_finished_before_an_earlier_video(fake_model, clip_tree, tmp_path, monkeypatch):
+    """The output keeps the input order, but an interrupt must not lose an answer waiting for an earlier one."""
+    from tests.cli.fake_model import FakeBackend
+
+    class FirstStalls(FakeBackend):
+        steps = 0
+
+        def step(self):
+            FirstStalls.steps += 1
+            if FirstStalls.steps > 60:
+                raise KeyboardInterrupt
+            time.sleep(0.02)  # a step takes time, so the other videos are decoded and join
+            for row in self.running:  # the first video's answer never ends
+                if row[0] == (0, 0):
+                    row[2] = -10**6
+            return super().step()
+
+    monkeypatch.setattr(runner, "_open_backend", FirstStalls)
+    out = tmp_path / "captions.jsonl"
+    with pytest.raises(runner.BatchInterrupted) as interrupted:
+        runner.caption_batch([clip_tree], resolve({"batch_size": 4}), output=out)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [Path(o["video"]).name for o in lines] == ["b.mp4", "c.mkv", "d.mp4"]  # a.mp4 was still answering
+    assert interrupted.value.summary.saved == 3
+    monkeypatch.setattr(runner, "_open_backend", FakeBackend)
+    again = runner.caption_batch([clip_tree], resolve({"batch_size": 4}), output=out)
+    assert (again.skipped, again.succeeded) == (3, 1)

@@ -53,7 +53,8 @@ class Answer:
 @dataclass
 class _Waiting:
     key: Any
-    embeds: torch.Tensor  # (L, D)
+    prefix: torch.Tensor  # (Lp, D)
+    embeds: torch.Tensor  # (Lq, D)
     gen: GenerationConfig
 
 
@@ -103,19 +104,23 @@ class ModelBackend:
 
     @torch.inference_mode()
     def add(self, items: list[tuple[Any, Prepared, str, GenerationConfig]], features: list[torch.Tensor]) -> None:
-        """Queue one row per (key, prepared video, question, generation config); `features[i]` is item i's video."""
+        """Queue one row per (key, prepared video, question, generation config); `features[i]` is item i's video.
+        The questions about one video share its prefix's embeddings (and so its prefill, when they join together)."""
         m = self.model.model
+        embed = m.get_input_embeddings()
+        prefixes: dict[int, torch.Tensor] = {}
         for (key, prepared, question, gen), feats in zip(items, features):
-            ids = list(prepared.video.prefix_ids) + self.processor.question_ids(question)
-            input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)  # (1, L)
-            embeds = m.merge_video(input_ids, m.get_input_embeddings()(input_ids), feats)  # (1, L, D)
-            self.waiting.append(_Waiting(key, embeds[0], gen))
+            if id(prepared) not in prefixes:
+                ids = torch.tensor([prepared.video.prefix_ids], dtype=torch.long, device=self.device)  # (1, Lp)
+                prefixes[id(prepared)] = m.merge_video(ids, embed(ids), feats)[0]  # (Lp, D)
+            q_ids = torch.tensor(self.processor.question_ids(question), dtype=torch.long, device=self.device)
+            self.waiting.append(_Waiting(key, prefixes[id(prepared)], embed(q_ids), gen))  # (Lq, D)
 
     def step(self) -> list[Answer]:
         """Let waiting rows join, run one decoding step; the answers that finished in it."""
         if self.waiting and self.batch.free:
             joining = [self.waiting.popleft() for _ in range(min(self.batch.free, len(self.waiting)))]
-            self.batch.join([Row(w.key, w.embeds, w.gen) for w in joining])
+            self.batch.join([Row(w.key, w.prefix, w.embeds, w.gen) for w in joining])
         return [self._answer(r) for r in self.batch.step()]
 
     def _answer(self, row: Row) -> Answer:

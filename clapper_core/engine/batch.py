@@ -1,14 +1,15 @@
 """Continuous batching: rows of prompt embeddings generating together, joining and leaving at any step.
 
     batch = ContinuousBatch(model, stop_ids, capacity=8)
-    batch.join([Row(key, embeds, gen), ...])       # left-padded prefill of the newcomers
+    batch.join([Row(key, prefix, question, gen), ...])   # left-padded prefill of the newcomers
     while batch.rows:
         for row in batch.step():                     # one token for every row; finished rows leave
             print(row.key, row.tokens, row.stopped)
 
-Every row of the LLM's batch is one answer. A newcomer is prefilled on its own (its group left-padded
-to the longest prompt), then its cache is merged into the running one: both are padded on the left to
-the same length and stacked. The attention mask keeps every pad out of every softmax, and each row's
+Every row of the LLM's batch is one answer. Newcomers are prefilled on their own, in two passes as a
+session runs a prompt: each distinct prefix (system turn and video) once, then every question on top of
+its prefix (several questions about one video share its prefix's prefill); then their cache is merged
+into the running one: both are padded on the left to the same length and stacked. The attention mask keeps every pad out of every softmax, and each row's
 position ids count its own tokens only, so a row sees what it would see alone: in greedy mode the
 tokens are those of a batch of one (tests check this). A finished row leaves the cache at once, and
 columns that have become padding for every row are cut off, so a long answer does not keep the pads
@@ -37,7 +38,8 @@ class Row:
     """One answer being generated: the prompt's embeddings (L, D) in, token ids out."""
 
     key: Any  # the caller's name for it
-    embeds: torch.Tensor  # (L, D), the video's tokens already merged in
+    prefix: torch.Tensor  # (Lp, D): system turn and video, tokens merged in; rows of one video share the object
+    embeds: torch.Tensor  # (Lq, D): the question and the assistant header
     gen: GenerationConfig = field(default_factory=GenerationConfig)
     tokens: list[int] = field(default_factory=list)
     stopped: bool = False  # ended on a stop token (False: cut at max_new_tokens)
@@ -50,7 +52,7 @@ class Row:
 
     @property
     def prompt_tokens(self) -> int:
-        return int(self.embeds.shape[0])
+        return int(self.prefix.shape[0] + self.embeds.shape[0])
 
     @property
     def generate_s(self) -> float:
@@ -79,35 +81,53 @@ class ContinuousBatch:
 
     @torch.inference_mode()
     def join(self, rows: list[Row]) -> None:
-        """Prefill `rows` together and add them to the running batch (at most `free` of them)."""
+        """Prefill `rows` together and add them to the running batch (at most `free` of them).
+
+        In two passes, as a session runs a video's prompt: the distinct prefixes (system turn and video) once
+        each, then every row's question on top of its prefix. Rows that share a prefix (several questions about
+        one video) share its prefill: the prefix's cache is copied to each of them."""
         if not rows:
             return
         assert len(rows) <= self.free, f"{len(rows)} rows join a batch with {self.free} free places"
         t0 = time.perf_counter()
-        lengths = [r.prompt_tokens for r in rows]
-        B, L, D = len(rows), max(lengths), rows[0].embeds.shape[-1]
-        first = rows[0].embeds
-        embeds = first.new_zeros(B, L, D)  # (B, L, D), left-padded
-        mask = torch.zeros(B, L, dtype=torch.long, device=first.device)  # (B, L)
-        for i, r in enumerate(rows):
-            embeds[i, L - lengths[i]:] = r.embeds
-            mask[i, L - lengths[i]:] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L): each row counts from 0 at its first token
+        prefixes = list({id(r.prefix): r.prefix for r in rows}.values())  # distinct, in order of appearance
+        which = [next(j for j, p in enumerate(prefixes) if p is r.prefix) for r in rows]
         cache = DynamicCache(config=self.text_config)
-        out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
-                      **{CACHE_ARG: cache})
-        logits = self.head(out.last_hidden_state[:, -1])  # (B, V)
+        prefix_mask = self._prefill(prefixes, cache, torch.zeros(len(prefixes), 0, dtype=torch.long,
+                                                                  device=rows[0].embeds.device))  # (P, Lp)
+        index = torch.tensor(which, device=prefix_mask.device)
+        for layer in cache.layers:  # (P, H, Lp, d) -> (B, H, Lp, d): each row its prefix's keys and values
+            layer.keys, layer.values = layer.keys[index], layer.values[index]
+        mask, logits = self._prefill([r.embeds for r in rows], cache, prefix_mask[index], logits=True)
         for i, r in enumerate(rows):
             if r.gen.seed is not None:
                 r._rng = torch.Generator().manual_seed(r.gen.seed)
             r._next = _sample(logits[i], r.gen, r._rng)
-            r._length = lengths[i]
-        _sync(first.device)
+            r._length = r.prompt_tokens
+        _sync(index.device)
         spent = time.perf_counter() - t0
         for r in rows:
-            r.joined_at, r.prefill_s = t0, spent / B
+            r.joined_at, r.prefill_s = t0, spent / len(rows)
         self._merge(cache, mask)
         self.rows += rows
+
+    def _prefill(self, pieces: list[torch.Tensor], cache: DynamicCache, before: torch.Tensor, *, logits=False):
+        """Run each row's `pieces[i]` (L_i, D), left-padded, on top of what `cache` holds for it (`before`, its
+        (B, T) mask). Returns the mask of everything now in the cache (B, T + L), and the last logits (B, V)."""
+        lengths = [int(p.shape[0]) for p in pieces]
+        B, L, D = len(pieces), max(lengths), pieces[0].shape[-1]
+        embeds = pieces[0].new_zeros(B, L, D)  # (B, L, D), left-padded
+        new = torch.zeros(B, L, dtype=torch.long, device=before.device)  # (B, L)
+        for i, piece in enumerate(pieces):
+            embeds[i, L - lengths[i]:] = piece
+            new[i, L - lengths[i]:] = 1
+        mask = torch.cat([before, new], dim=1)  # (B, T + L): pads may sit between a prefix and its question
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -L:]  # (B, L): each row counts only its own tokens
+        out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True,
+                      **{CACHE_ARG: cache})
+        if not logits:
+            return mask
+        return mask, self.head(out.last_hidden_state[:, -1])  # (B, V)
 
     def _merge(self, cache: DynamicCache, mask: torch.Tensor) -> None:
         """Stack a newcomers' cache under the running one, both left-padded to the longer length."""

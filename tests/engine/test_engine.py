@@ -48,8 +48,9 @@ def test_a_batch_answers_as_one_at_a_time_with_mixed_frame_counts(tiny_loaded, m
     assert len({r.frames for r in serial.values()}) >= 4 and {len(r.segments) for r in serial.values()} == {1, 2}
 
 
-def test_rows_of_very_different_lengths_join_and_leave(tiny_loaded):
-    """Continuous batching on the LLM alone: each row's tokens are those it gets by itself."""
+def test_rows_of_very_different_lengths_join_and_leave(tiny_loaded, monkeypatch):
+    """Continuous batching on the LLM alone: each row's tokens are those it gets by itself, also when rows that
+    share a prefix are prefilled together."""
     import torch
 
     from clapper_core.engine.batch import ContinuousBatch, Row
@@ -60,9 +61,14 @@ def test_rows_of_very_different_lengths_join_and_leave(tiny_loaded):
     prompts = ["a", "the quick brown fox", "hi there", "zz", "one two three four five six", "q"]
     limits = [1, 30, 5, 17, 2, 9]
 
+    def embedded(text):
+        return embed(torch.tensor(tok.encode(text, add_special_tokens=False))).detach()  # (L, D)
+
     def rows():
-        return [Row(i, embed(torch.tensor(tok.encode(p, add_special_tokens=False)))[:, :].detach(),
-                    GenerationConfig(max_new_tokens=n)) for i, (p, n) in enumerate(zip(prompts, limits))]
+        # two "videos", each asked three questions: rows of one video share its prefix (and its prefill)
+        videos = [embedded("a red circle, then a blue square"), embedded("nothing")]
+        return [Row(i, videos[i // 3], embedded(p), GenerationConfig(max_new_tokens=n))
+                for i, (p, n) in enumerate(zip(prompts, limits))]
 
     def run(capacity):
         batch, waiting, done = ContinuousBatch(model, stop_ids(model, tok), capacity=capacity), rows(), {}
@@ -75,6 +81,17 @@ def test_rows_of_very_different_lengths_join_and_leave(tiny_loaded):
     alone, together = run(1), run(3)
     assert [len(alone[i]) for i in range(6)] == limits  # a random model never stops by itself
     assert together == alone
+
+    passes = []
+    real_prefill = ContinuousBatch._prefill
+
+    def counted(self, pieces, *args, **kwargs):
+        passes.append(len(pieces))
+        return real_prefill(self, pieces, *args, **kwargs)
+
+    monkeypatch.setattr(ContinuousBatch, "_prefill", counted)
+    assert run(6) == alone
+    assert passes[:2] == [2, 6]  # two videos' prefixes prefilled once each, then the six questions on top
 
 
 def test_the_demo_model_answers_the_same_batched_as_serially(mixed_videos, sample_videos, synthetic_videos):

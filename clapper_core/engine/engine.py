@@ -17,7 +17,7 @@ while its batch-mates generate fails alone too, because rows are independent.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,48 +161,59 @@ class Engine:
 
     def run(self, works: Sequence[Work]) -> Iterator[Done]:
         """Answer every question of every work item; `Done`s in completion order."""
-        from clapper_core.runner import Event, recoverable
+        from clapper_core.runner import recoverable
 
-        videos: dict[int, _Video] = {}
-        self.stats = EngineStats()
+        self.stats, videos = EngineStats(), {}
         source = Prefetch(works, self._decode, workers=self.config.decode_workers, depth=self.config.depth,
                           catch=recoverable())
-        backend, stats = self.backend, self.stats
-        timed = getattr(backend, "timed", _timed)
         try:
-            while not source.exhausted or backend.busy:
-                group: list[tuple[int, Any]] = []
-                rows = 0
-                # take what is decoded, up to the free places; wait for a decode only when nothing else can run
-                frames = 0  # an encode pass holds every frame's SigLIP patches: bounded by encode_frames
-                while (not source.exhausted and rows < backend.free and frames < self.config.encode_frames
-                       and (source.ready() or not (group or backend.busy))):
-                    t0 = time.perf_counter()
-                    i, result = next(source)
-                    stats.wait_s += time.perf_counter() - t0
-                    if isinstance(result, BaseException):
-                        yield from self._failed(i, works[i], result, None)
-                        continue
-                    prepared, decode_s = result
-                    stats.decode_s += decode_s
-                    for warning in getattr(prepared.clip, "warnings", ()):
-                        video = works[i].video
-                        self.emit(Event("notice", video=video,
-                                        message=warning if video in warning else f"{video}: {warning}"))
-                    group.append((i, prepared))
-                    videos[i] = _Video(i, prepared.clip, decode_s, left=len(works[i].questions))
-                    rows += len(works[i].questions)
-                    frames += prepared.clip.num_frames
+            while not source.exhausted or self.backend.busy:
+                group = yield from self._take(source, works, videos)
                 if group:
                     yield from self._encode(group, works, videos)
-                if backend.busy:
-                    answers, seconds = timed(backend.step)
-                    stats.generate_s += seconds
-                    stats.rows = getattr(backend, "rows", 0)
-                    for answer in answers:
-                        yield self._done(answer, works, videos)
+                if self.backend.busy:
+                    yield from self._step(works, videos)
         finally:
             source.close()
+
+    def _take(self, source: Prefetch, works: Sequence[Work], videos: dict[int, "_Video"]
+              ) -> Generator[Done, None, list[tuple[int, Any]]]:
+        """The decoded videos to encode now: as many as the batch has free places and `encode_frames` allows. It
+        waits for a decode only when nothing else could run; a video that failed to decode is yielded at once."""
+        group: list[tuple[int, Any]] = []
+        rows = frames = 0
+        while (not source.exhausted and rows < self.backend.free and frames < self.config.encode_frames
+               and (source.ready() or not (group or self.backend.busy))):
+            t0 = time.perf_counter()
+            i, result = next(source)
+            self.stats.wait_s += time.perf_counter() - t0
+            if isinstance(result, BaseException):
+                yield from self._failed(i, works[i], result, None)
+                continue
+            prepared, decode_s = result
+            self._admit(i, prepared, decode_s, works[i], videos)
+            group.append((i, prepared))
+            rows += len(works[i].questions)
+            frames += prepared.clip.num_frames
+        return group
+
+    def _admit(self, i: int, prepared: Any, decode_s: float, work: Work, videos: dict[int, "_Video"]) -> None:
+        """A decoded video enters the run: its decoding time counted, its warnings passed on."""
+        from clapper_core.runner import Event
+
+        self.stats.decode_s += decode_s
+        for warning in getattr(prepared.clip, "warnings", ()):
+            message = warning if work.video in warning else f"{work.video}: {warning}"
+            self.emit(Event("notice", video=work.video, message=message))
+        videos[i] = _Video(i, prepared.clip, decode_s, left=len(work.questions))
+
+    def _step(self, works: Sequence[Work], videos: dict[int, "_Video"]) -> Iterator[Done]:
+        """One step of the LLM batch (waiting rows join first); the answers that ended in it."""
+        answers, seconds = getattr(self.backend, "timed", _timed)(self.backend.step)
+        self.stats.generate_s += seconds
+        self.stats.rows = getattr(self.backend, "rows", 0)
+        for answer in answers:
+            yield self._done(answer, works, videos)
 
     def _encode(self, group: list[tuple[int, Any]], works: Sequence[Work], videos: dict[int, _Video]) -> Iterator[Done]:
         from clapper_core.runner import recoverable

@@ -64,6 +64,7 @@ class Event:
       "stage_done"  `stage` finished after `seconds`
       "tokens"      `index` pieces of `video`'s answer generated so far, at most `total`
       "video_done"  `video` finished (`record`, `index` of `total`; the record may hold an error)
+      "record"      `record` is written (a batch hands them on in input order; on Ctrl-C the rest that finished)
       "engine"      the batched engine's running figures (`stats`, an `EngineStats`): videos/min, stage shares
     """
 
@@ -321,7 +322,12 @@ def caption_batch(
 
     emit(Event("batch", total=len(todo) + summary.skipped, skipped=summary.skipped))
     # the output keeps the input order; answers that finish early wait for the ones before them
-    writer = InOrder(lambda record: sink.append(record.to_json()) if sink is not None else None)
+    def write(record: Record) -> None:
+        if sink is not None:
+            sink.append(record.to_json())
+        emit(Event("record", video=record.video, record=record))
+
+    writer = InOrder(write)
     engine = None
     try:
         if todo and loaded is None:

@@ -85,7 +85,7 @@ def caption(
 
         def on_event(event: Event) -> None:
             display(event)
-            if event.kind == "video_done" and event.record is not None:
+            if event.kind == "record" and event.record is not None:  # in input order, as the output file
                 _print_record(event.record, json_output=json_output, single=single)
 
         try:

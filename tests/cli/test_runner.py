@@ -195,3 +195,24 @@ def test_ctrl_c_keeps_answers_that_finished_before_an_earlier_video(fake_model, 
     monkeypatch.setattr(runner, "_open_backend", FakeBackend)
     again = runner.caption_batch([clip_tree], resolve({"batch_size": 4}), output=out)
     assert (again.skipped, again.succeeded) == (3, 1)
+
+
+def test_records_are_handed_on_in_input_order_when_a_later_video_finishes_first(fake_model, clip_tree, monkeypatch):
+    from tests.cli.fake_model import FakeBackend
+
+    class FirstIsSlow(FakeBackend):
+        slowed = False
+
+        def step(self):
+            time.sleep(0.02)  # the other videos are decoded and join while the first one answers
+            for row in self.running:
+                if row[0] == (0, 0) and not self.slowed:
+                    row[2], self.slowed = -20, True  # the first video's answer takes 20 more steps
+            return super().step()
+
+    monkeypatch.setattr(runner, "_open_backend", FirstIsSlow)
+    events = []
+    runner.caption_batch([clip_tree], resolve({"batch_size": 4}), on_event=events.append)
+    finished = [Path(e.video).name for e in events if e.kind == "video_done"]
+    handed_on = [Path(e.video).name for e in events if e.kind == "record"]
+    assert finished[-1] == "a.mp4" and handed_on == ["a.mp4", "b.mp4", "c.mkv", "d.mp4"]

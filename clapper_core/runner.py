@@ -341,12 +341,12 @@ def caption_batch(
         engine = _engine(loaded, settings, emit, task="caption") if todo else None
         for done in _run(engine, works) if engine else ():
             record, video = done.record, works[done.work].video
-            writer.add(done.work, record)
-            if record.ok:
+            if record.ok:  # counted before it is written and printed: an interrupt then counts what was shown
                 summary.succeeded += 1
             else:
                 summary.failed += 1
                 summary.failures.append((video, record.error or ""))
+            writer.add(done.work, record)
             emit(Event("video_done", video=video, record=record, total=len(todo) + summary.skipped,
                        index=summary.skipped + summary.succeeded + summary.failed))
         if sink is not None:

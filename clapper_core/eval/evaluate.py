@@ -124,7 +124,7 @@ def _extra(q: Question, options: EvalOptions, frames: int) -> dict[str, Any]:
         "id": q.id,
         "task_type": q.task,
         "options": list(q.options),
-        "answer": LETTERS[q.answer],
+        "reference": q.answer_letter,
         "prediction": None,
         "correct": False,
         "status": "answered",  # answered | unparseable | missing_video | failed

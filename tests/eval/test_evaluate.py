@@ -77,6 +77,7 @@ def test_scores_tasks_and_counts_missing_videos(fake, bench_path, tmp_path):
     assert records[3]["extra"]["status"] == "unparseable" and records[3]["answer"] == "I cannot tell."
     assert records[5]["extra"]["status"] == "missing_video" and records[5]["error_type"] == "VideoNotFoundError"
     assert records[2]["extra"]["prediction"] == "C" and records[2]["extra"]["correct"] is True
+    assert [r["extra"]["reference"] for r in records[:3]] == ["B", "A", "C"]  # the right letter, as the README names it
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["accuracy"] == round(4 / 7, 4) and saved["by_task"]["order"]["correct"] == 2
 

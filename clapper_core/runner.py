@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import closing
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,9 +162,7 @@ class VideoJob:
         with _Stage(self.emit, "decode", self.video) as stage:
             self.clip = load_clip(video, settings.sampling_config())
         self.timings.decode_s = stage.seconds
-        for warning in getattr(self.clip, "warnings", ()):
-            message = warning if self.video in warning else f"{self.video}: {warning}"
-            self.emit(Event("notice", video=self.video, message=message))
+        emit_clip_warnings(self.emit, self.video, self.clip)
         with _Stage(self.emit, "encode", self.video) as stage:
             self.session = _open_session(loaded, self.clip)
         self.timings.encode_s = getattr(self.session, "encode_s", None) or stage.seconds
@@ -227,6 +225,12 @@ def ask(video: str | os.PathLike[str], questions: Sequence[str], settings: Setti
     job = open_video(video, settings, on_event=on_event, loaded=loaded)
     for question in questions:
         yield from job.stream(question)
+
+
+def emit_clip_warnings(emit: OnEvent, video: str, clip: Any) -> None:
+    """A decoded clip's warnings (damaged frames, say) as notices, each naming its video once."""
+    for warning in getattr(clip, "warnings", ()):
+        emit(Event("notice", video=video, message=warning if video in warning else f"{video}: {warning}"))
 
 
 def without_leading_space(pieces: Iterable[str]) -> Iterator[str]:

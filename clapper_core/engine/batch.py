@@ -90,8 +90,9 @@ class ContinuousBatch:
             return
         assert len(rows) <= self.free, f"{len(rows)} rows join a batch with {self.free} free places"
         t0 = time.perf_counter()
-        prefixes = list({id(r.prefix): r.prefix for r in rows}.values())  # distinct, in order of appearance
-        which = [next(j for j, p in enumerate(prefixes) if p is r.prefix) for r in rows]
+        distinct = {id(r.prefix): r.prefix for r in rows}  # the distinct prefixes, in order of appearance
+        prefixes, number = list(distinct.values()), {key: j for j, key in enumerate(distinct)}
+        which = [number[id(r.prefix)] for r in rows]  # each row's prefix
         cache = DynamicCache(config=self.text_config)
         prefix_mask = self._prefill(prefixes, cache, torch.zeros(len(prefixes), 0, dtype=torch.long,
                                                                   device=rows[0].embeds.device))  # (P, Lp)

@@ -199,12 +199,10 @@ class Engine:
 
     def _admit(self, i: int, prepared: Any, decode_s: float, work: Work, videos: dict[int, "_Video"]) -> None:
         """A decoded video enters the run: its decoding time counted, its warnings passed on."""
-        from clapper_core.runner import Event
+        from clapper_core.runner import emit_clip_warnings
 
         self.stats.decode_s += decode_s
-        for warning in getattr(prepared.clip, "warnings", ()):
-            message = warning if work.video in warning else f"{work.video}: {warning}"
-            self.emit(Event("notice", video=work.video, message=message))
+        emit_clip_warnings(self.emit, work.video, prepared.clip)
         videos[i] = _Video(i, prepared.clip, decode_s, left=len(work.questions))
 
     def _step(self, works: Sequence[Work], videos: dict[int, "_Video"]) -> Iterator[Done]:
@@ -241,12 +239,9 @@ class Engine:
 
     def _record(self, work: Work, question: str, clip: Any) -> Record:
         hardware = self.loaded.hardware
-        record = Record(video=work.video, question=question, task=self.task, model=self.model_name,
-                        device=str(hardware.device), precision=precision_name(hardware))
-        if clip is not None:
-            for name, value in clip_fields(clip).items():
-                setattr(record, name, value)
-        return record
+        return Record(video=work.video, question=question, task=self.task, model=self.model_name,
+                      device=str(hardware.device), precision=precision_name(hardware),
+                      **(clip_fields(clip) if clip is not None else {}))
 
     def _done(self, answer: Any, works: Sequence[Work], videos: dict[int, _Video]) -> Done:
         from clapper_core.runner import Event

@@ -99,7 +99,7 @@ class VideoSession:
         with torch.inference_mode():
             pixels = video.pixel_values.to(self.device)
             self.video_features = self.model.get_video_features(pixels, video.segment_sizes)  # (N, D)
-        _sync(self.device)
+        sync(self.device)
         self.encode_s = time.perf_counter() - t0
         # the pixels are not needed once encoded: dropping them keeps a session (and a cache of them) small
         self.video = replace(video, pixel_values=video.pixel_values.new_empty((0, *video.pixel_values.shape[1:])))
@@ -217,7 +217,7 @@ class VideoSession:
             q_ids = self.processor.question_ids(question, history)
             logits, prompt_tokens = self._extend(q_ids)
             step = self._decoder(gen.max_new_tokens)
-            _sync(self.device)
+            sync(self.device)
             t1 = time.perf_counter()
             new, text, stopped = [], "", False
             try:
@@ -237,7 +237,7 @@ class VideoSession:
                 if len(full) > len(text):
                     yield full[len(text) :]
             finally:
-                _sync(self.device)
+                sync(self.device)
                 self.last_stats = GenerationStats(
                     prompt_tokens=prompt_tokens,
                     prefill_s=t1 - t0,
@@ -290,8 +290,11 @@ def stop_ids(model, tok) -> set[int]:
     return ids
 
 
-def _sync(device) -> None:
+def sync(device) -> None:
+    """Wait for `device`'s queued work (CUDA runs asynchronously), so that a timing covers it."""
     import torch
 
-    if getattr(device, "type", str(device)) == "cuda":
+    from clapper_core.hardware import on_cuda
+
+    if on_cuda(device):
         torch.cuda.synchronize()

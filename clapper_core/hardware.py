@@ -51,6 +51,11 @@ class HardwareChoice:
         return f"{self.device}, {precision}, {self.attn_implementation} attention"
 
 
+def on_cuda(device) -> bool:
+    """Whether `device` (a torch.device, or a name such as "cuda:1") is a CUDA device."""
+    return str(getattr(device, "type", device)).startswith("cuda")
+
+
 def decoding_mode(device, *, warm: bool = False) -> str:
     """How answers are decoded one at a time: "compiled" (static cache, CUDA graphs) or "eager" (growing cache).
 
@@ -63,7 +68,7 @@ def decoding_mode(device, *, warm: bool = False) -> str:
     def on(name: str) -> bool:
         return os.environ.get(name, "").strip() not in ("", "0")
 
-    if on("CLAPPER_EAGER") or not str(getattr(device, "type", device)).startswith("cuda"):
+    if on("CLAPPER_EAGER") or not on_cuda(device):
         return "eager"
     return "compiled" if warm or on("CLAPPER_COMPILE") else "eager"
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from clapper_core.engine.batch import ContinuousBatch, Row
-from clapper_core.generation import GenerationConfig, stop_ids
+from clapper_core.generation import GenerationConfig, stop_ids, sync
 
 
 @dataclass
@@ -86,8 +86,7 @@ class ModelBackend:
         """`fn(*args)` and the seconds it took, synchronized on CUDA so that each stage is charged its own time."""
         t0 = time.perf_counter()
         out = fn(*args)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        sync(self.device)
         return out, time.perf_counter() - t0
 
     def prepare(self, clip: Any) -> Prepared:

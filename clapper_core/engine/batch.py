@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from clapper_core.generation import GenerationConfig, _sample
+from clapper_core.generation import GenerationConfig, _sample, sync
 from clapper_core.model.modeling_clapper import CACHE_ARG
 
 
@@ -105,7 +105,7 @@ class ContinuousBatch:
                 r._rng = torch.Generator().manual_seed(r.gen.seed)
             r._next = _sample(logits[i], r.gen, r._rng)
             r._length = r.prompt_tokens
-        _sync(index.device)
+        sync(index.device)
         spent = time.perf_counter() - t0
         for r in rows:
             r.joined_at, r.prefill_s = t0, spent / len(rows)
@@ -198,7 +198,3 @@ def _pad_left(x: torch.Tensor, length: int, *, dim: int) -> torch.Tensor:
     shape[dim] = missing
     return torch.cat([x.new_zeros(shape), x], dim=dim)
 
-
-def _sync(device) -> None:
-    if getattr(device, "type", str(device)) == "cuda":
-        torch.cuda.synchronize()

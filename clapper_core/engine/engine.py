@@ -50,7 +50,9 @@ class EngineConfig:
     def for_device(device: Any, batch_size: int | None = None, **kwargs: Any) -> "EngineConfig":
         """The batch chosen per device when not given: a GPU takes many rows for the price of one."""
         if batch_size is None:
-            batch_size = BATCH_SIZE_CUDA if str(getattr(device, "type", device)).startswith("cuda") else BATCH_SIZE_CPU
+            from clapper_core.hardware import on_cuda
+
+            batch_size = BATCH_SIZE_CUDA if on_cuda(device) else BATCH_SIZE_CPU
         return EngineConfig(batch_size=batch_size, **kwargs)
 
 

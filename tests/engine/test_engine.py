@@ -15,6 +15,7 @@ from clapper_core.generation import GenerationConfig
 from clapper_core.settings import resolve
 from clapper_core.video import SamplingConfig
 from tests.cli.conftest import corrupt_video
+from tests.cli.fake_model import FakeBackend, FakeLoaded
 from tests.fixtures.video import make_video
 
 PROMPT = "Describe this video in detail."
@@ -127,6 +128,43 @@ def test_a_failing_video_in_the_middle_of_a_batch_fails_alone(tiny_loaded, mixed
     good = [i for i, v in enumerate(videos) if v not in (bad, missing)]
     assert [batched[(i, 0)].answer for i in good] == [serial[(i, 0)].answer for i in range(8)]
     assert stats.videos == 10
+
+
+class _Staggered(FakeBackend):
+    """Canned rows of 1 to 7 steps, so places free up a few at a time; records the size of every encode pass."""
+
+    def __init__(self, loaded, config) -> None:
+        super().__init__(loaded, config)
+        self.started, self.groups = 0, []
+
+    def answer(self, question: str, clip) -> str:
+        self.started += 1
+        return " ".join(["w"] * (1 + (3 * self.started) % 7))
+
+    def encode(self, prepared):
+        self.groups.append(len(prepared))
+        return super().encode(prepared)
+
+
+@pytest.mark.parametrize("refill", [1, 4])
+def test_new_rows_join_once_refill_places_are_free(mixed_videos, refill):
+    """A running batch takes waiting videos once `refill` places are free, and encodes them in one pass."""
+    config = EngineConfig(batch_size=8, decode_workers=0, refill=refill)
+    backend = _Staggered(None, config)
+    engine = Engine(FakeLoaded(), config, SamplingConfig(fps=1.0), GenerationConfig(), model="test", backend=backend)
+    works = [Work(str(v), [PROMPT]) for v in mixed_videos * 4]
+    assert sorted(done.work for done in engine.run(works)) == list(range(32))
+    groups, left = backend.groups, [32 - sum(backend.groups[:i]) for i in range(len(backend.groups))]
+    assert groups[0] == 8 and sum(groups) == 32
+    joins_at_refill = [n >= min(refill, rest) for n, rest in zip(groups, left)]
+    assert all(joins_at_refill) if refill == 4 else not all(n >= 4 for n in groups)  # one place at a time
+
+
+def test_refill_defaults_to_a_quarter_of_the_batch():
+    assert EngineConfig(batch_size=16).join_at == 4 and EngineConfig(batch_size=3).join_at == 1
+    assert EngineConfig(batch_size=8, refill=8).join_at == 8
+    with pytest.raises(ConfigError, match="refill=9"):
+        EngineConfig(batch_size=8, refill=9)
 
 
 def test_batch_size_below_one_is_refused():

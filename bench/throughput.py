@@ -8,6 +8,7 @@ The ways:
   serial     today's path, one video at a time: `VideoJob(...).answer(prompt)` decodes, encodes and generates
   pipelined  the engine with decode workers reading ahead (--workers) and a batch of 1
   batched    the engine with decode workers and --batch-sizes answers generated together
+  batched, processes   (--decode-processes) the same with decode processes instead of threads
 
 The models: `demo` is the built-in clapper-demo (1 fps, at most --new-tokens, default 64); `real` is
 SigLIP-so400m-384 + Qwen2-0.5B at their real shapes with random weights (speed and memory do not depend on the
@@ -87,12 +88,22 @@ def shared_videos(args: argparse.Namespace) -> list[str]:
 
 
 def rss_mb() -> float:
-    """This process's resident memory now, in MB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    """This process's resident memory now, plus its child processes' private memory (forked decode workers share
+    the rest with it), in MB."""
+    total = _kb("/proc/self/status", ("VmRSS:",))
+    for children in Path("/proc/self/task").glob("*/children"):
+        for pid in children.read_text().split():
+            total += _kb(f"/proc/{pid}/smaps_rollup", ("Private_Clean:", "Private_Dirty:"))
+    return total / 1024
+
+
+def _kb(path: str, keys: tuple[str, ...]) -> int:
+    """The sum of the `keys` lines (in kB) of a /proc file; 0 when the process has gone."""
+    try:
+        with open(path) as f:
+            return sum(int(line.split()[1]) for line in f if line.startswith(keys))
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
 
 
 class PeakRSS:
@@ -216,12 +227,14 @@ def run_serial(bench: Bench, videos: list[str]) -> tuple[dict[str, str], dict[st
     return answers, spent, stopped
 
 
-def run_engine(bench: Bench, videos: list[str], batch_size: int, workers: int) -> tuple[dict[str, str], Any]:
+def run_engine(bench: Bench, videos: list[str], batch_size: int, workers: int, processes: bool = False
+               ) -> tuple[dict[str, str], Any]:
     """The engine over every video: answers by video and its `EngineStats`."""
     from clapper_core.engine import Engine, EngineConfig, Work
 
     s = bench.settings
-    engine = Engine(bench.loaded, EngineConfig(batch_size=batch_size, decode_workers=workers), s.sampling_config(),
+    config = EngineConfig(batch_size=batch_size, decode_workers=workers, decode_processes=processes)
+    engine = Engine(bench.loaded, config, s.sampling_config(),
                     s.generation_config(), model=s.model, task="caption")
     answers = {}
     for done in engine.run([Work(video, [s.prompt]) for video in videos]):
@@ -255,6 +268,7 @@ def bench_model(bench: Bench, args: argparse.Namespace) -> tuple[list[dict], dic
     run_engine(bench, bench.videos[:1], 1, args.workers)
     serial, reference, stopped = serial_row(bench, args)
     ways = [("pipelined", 1)] + [("batched", b) for b in args.batch_sizes]
+    ways += [("batched, processes", b) for b in args.batch_sizes] if args.decode_processes else []
     rows = [serial] + [engine_row(bench, args, way, batch, reference, serial) for way, batch in ways]
     return rows, {"stopped_early": stopped, "answers": len(reference)}
 
@@ -270,9 +284,10 @@ def serial_row(bench: Bench, args: argparse.Namespace) -> tuple[dict, dict[str, 
 
 
 def engine_row(bench: Bench, args: argparse.Namespace, way: str, batch: int, reference: dict, serial: dict) -> dict:
-    log(f"[{bench.name}] {way}, batch {batch}, {args.workers} decode workers")
+    processes = way.endswith("processes")
+    log(f"[{bench.name}] {way}, batch {batch}, {args.workers} decode {'processes' if processes else 'threads'}")
     (answers, stats), seconds, rss, cuda_mb = measured(
-        lambda: run_engine(bench, bench.videos, batch, args.workers), args.device)
+        lambda: run_engine(bench, bench.videos, batch, args.workers, processes), args.device)
     shares = stats.shares()
     shares["decode"] = shares.pop("decode wait")  # the engine's decode column: the model waiting for a decode
     r = row(bench, way, batch, seconds, shares, rss, cuda_mb, answers)
@@ -328,8 +343,8 @@ def report(bench: Bench, rows: list[dict], facts: dict, args: argparse.Namespace
         "decode / encode / generate: each stage's share of the model thread's time. Serial runs them one after "
         "another; on the engine rows decode is the time the model waited for a decoded video, while the decoding "
         f"itself overlaps the model (decode workers' time in all: {workers}).",
-        "Peak RSS: the process's resident memory sampled every 20 ms during the way (weights included); "
-        "Δ: its rise over what was resident just before.",
+        "Peak RSS: the process's resident memory sampled every 20 ms during the way (weights included), plus the "
+        "private memory of its decode processes if any; Δ: its rise over what was resident just before.",
     ]
     return "\n".join([title, "", table(rows), ""] + notes) + "\n"
 
@@ -342,7 +357,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="generated videos for the real shape (default 8; the shared videos are added to both)")
     ap.add_argument("--new-tokens", type=int, default=None, help="most tokens an answer (default 64 demo, 32 real)")
     ap.add_argument("--batch-sizes", default="4,8,16", help="batched rows to run, comma-separated (default 4,8,16)")
-    ap.add_argument("--workers", type=int, default=2, help="decode worker threads of the engine (default 2)")
+    ap.add_argument("--workers", type=int, default=2, help="decode workers of the engine (default 2)")
+    ap.add_argument("--decode-processes", action="store_true",
+                    help="also run every batch size with decode processes instead of threads")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--dtype", choices=tuple(DTYPES), default="fp32")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

@@ -34,6 +34,7 @@ class EngineConfig:
 
     batch_size: int = BATCH_SIZE_CPU
     decode_workers: int = DECODE_WORKERS
+    decode_processes: bool = False  # decode workers as forked processes instead of threads (see pipeline.py)
     prefetch: int | None = None  # videos decoded ahead of the model; default twice the batch
     encode_frames: int = ENCODE_FRAMES  # frames encoded in one pass, at most (one video may exceed it alone)
     refill: int | None = None  # free places a running batch waits for before new rows join; default a quarter
@@ -179,7 +180,7 @@ class Engine:
 
         self.stats, videos = EngineStats(), {}
         source = Prefetch(works, self._decode, workers=self.config.decode_workers, depth=self.config.depth,
-                          catch=recoverable())
+                          catch=recoverable(), processes=self.config.decode_processes)
         try:
             while not source.exhausted or self.backend.busy:
                 group = yield from self._take(source, works, videos)

@@ -1,23 +1,24 @@
-"""Decoding that runs ahead of the model: a bounded pool of worker threads.
+"""Decoding that runs ahead of the model: a bounded pool of worker threads (or processes).
 
     source = Prefetch(paths, decode_one, workers=2, depth=8)
     for index, result in source:    # result is decode_one(paths[index]), or the exception it raised
         ...
     source.close()
 
-Threads rather than processes: PyAV decodes and scales frames with the GIL released, and so do the
-torch resize and normalize that follow, so threads overlap with the model without copying frames
-between processes. bench/throughput.py prints the share of the model's time spent waiting for a decoded
-video: with threads it is a few percent, which is all that processes could win back. At most `depth`
-results wait at any time, decoded or being decoded, so memory is bounded by the queue, never by the
-number of videos.
+Threads by default: PyAV decodes and scales frames with the GIL released, and so do the torch resize
+and normalize that follow, so threads overlap with the model without copying frames between
+processes. `processes=True` forks worker processes instead, as torch's DataLoader does (frames come
+back through shared memory). `bench/throughput.py --decode-processes` measures both on the same
+videos: on the 2-core CPU, processes won nothing (docs/benchmarks.md). At most `depth` results wait at
+any time, decoded or being decoded, so memory is bounded by the queue, never by the number of videos.
 """
 
 from __future__ import annotations
 
+import signal
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -29,14 +30,16 @@ class Prefetch(Iterator[tuple[int, Any]]):
 
     Iterating yields `(index, result)`; an exception of a `catch` type takes the result's place (one bad video
     does not stop the others), anything else is raised. `ready()` says whether the next result is there
-    without waiting. `workers=0` runs `fn` in the caller's thread when the result is asked for.
+    without waiting. `workers=0` runs `fn` in the caller's thread when the result is asked for; with
+    `processes=True` the workers are forked processes (`fn` is inherited, not pickled; results are pickled).
     """
 
     def __init__(self, items: Sequence[T], fn: Callable[[T], R], *, workers: int, depth: int,
-                 catch: tuple[type[BaseException], ...] = (Exception,)) -> None:
+                 catch: tuple[type[BaseException], ...] = (Exception,), processes: bool = False) -> None:
         self.items, self.fn, self.catch = items, fn, catch
         self.depth = max(depth, workers, 1)
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="clapper-decode") if workers > 0 else None
+        self.pool = _pool(workers, processes, fn, catch)
+        self.processes = processes and self.pool is not None
         self.queue: deque[Future] = deque()
         self.submitted = self.taken = 0
         self._fill()
@@ -61,7 +64,10 @@ class Prefetch(Iterator[tuple[int, Any]]):
 
     def _fill(self) -> None:
         while self.pool is not None and self.submitted < len(self.items) and len(self.queue) < self.depth:
-            self.queue.append(self.pool.submit(_call, self.fn, self.items[self.submitted], self.catch))
+            item = self.items[self.submitted]
+            call = self.pool.submit(_call_installed, item) if self.processes else \
+                self.pool.submit(_call, self.fn, item, self.catch)
+            self.queue.append(call)
             self.submitted += 1
 
     def close(self) -> None:
@@ -77,3 +83,31 @@ def _call(fn: Callable[[T], R], item: T, catch: tuple[type[BaseException], ...])
         return fn(item)
     except catch as exc:
         return exc
+
+
+def _pool(workers: int, processes: bool, fn: Callable, catch: tuple[type[BaseException], ...]) -> Executor | None:
+    if workers == 0:
+        return None
+    if not processes:
+        return ThreadPoolExecutor(workers, thread_name_prefix="clapper-decode")
+    import torch.multiprocessing  # its pickler sends tensors through shared memory
+
+    # fork, as DataLoader workers start: the worker inherits `fn` (a bound method of the engine, model and
+    # all) instead of unpickling it; it never touches CUDA
+    return ProcessPoolExecutor(workers, mp_context=torch.multiprocessing.get_context("fork"),
+                               initializer=_install, initargs=(fn, catch))
+
+
+_installed: dict[str, Any] = {}  # in a decode process: the function it runs and the errors it returns
+
+
+def _install(fn: Callable, catch: tuple[type[BaseException], ...]) -> None:
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it closes the pool)
+    torch.set_num_threads(1)  # one core a worker, as in DataLoader workers
+    _installed.update(fn=fn, catch=catch)
+
+
+def _call_installed(item: Any) -> Any:
+    return _call(_installed["fn"], item, _installed["catch"])

@@ -28,9 +28,10 @@ def mixed_videos(tmp_path_factory) -> list[Path]:
     return [make_video(root / f"v{i}.mp4", frames=10 * (1 + i), fps=10, size=(48, 32)) for i in range(8)]
 
 
-def _answers(loaded, videos, *, batch_size: int, workers: int = 2, new_tokens: int = 12, questions=(PROMPT,)):
-    engine = Engine(loaded, EngineConfig(batch_size=batch_size, decode_workers=workers), SamplingConfig(fps=1.0),
-                    GenerationConfig(max_new_tokens=new_tokens), model="test")
+def _answers(loaded, videos, *, batch_size: int, workers: int = 2, new_tokens: int = 12, questions=(PROMPT,),
+             processes: bool = False):
+    config = EngineConfig(batch_size=batch_size, decode_workers=workers, decode_processes=processes)
+    engine = Engine(loaded, config, SamplingConfig(fps=1.0), GenerationConfig(max_new_tokens=new_tokens), model="test")
     out = {}
     for done in engine.run([Work(str(v), list(questions)) for v in videos]):
         out[(done.work, done.question)] = done.record
@@ -117,12 +118,13 @@ def synthetic_videos(tmp_path_factory) -> list[Path]:
     return [make_scene_video(root, i, seed=5).path for i in range(4)]
 
 
-def test_a_failing_video_in_the_middle_of_a_batch_fails_alone(tiny_loaded, mixed_videos, tmp_path):
+@pytest.mark.parametrize("processes", [False, True], ids=["decode threads", "decode processes"])
+def test_a_failing_video_in_the_middle_of_a_batch_fails_alone(tiny_loaded, mixed_videos, tmp_path, processes):
     bad = corrupt_video(tmp_path / "bad.mp4")
     missing = tmp_path / "gone.mp4"
     videos = mixed_videos[:3] + [bad] + mixed_videos[3:5] + [missing] + mixed_videos[5:]
     serial, _ = _answers(tiny_loaded, mixed_videos, batch_size=1, workers=0)
-    batched, stats = _answers(tiny_loaded, videos, batch_size=4)
+    batched, stats = _answers(tiny_loaded, videos, batch_size=4, processes=processes)
     assert batched[(3, 0)].error_type == "NotAVideoError" and batched[(3, 0)].answer is None
     assert batched[(6, 0)].error_type == "VideoNotFoundError"
     good = [i for i, v in enumerate(videos) if v not in (bad, missing)]
@@ -197,6 +199,25 @@ def test_prefetch_keeps_order_bounds_its_queue_and_passes_errors_on():
         seen.append((i, result if not isinstance(result, ConfigError) else "error"))
     assert seen == [(i, "error" if i == 5 else i * i) for i in range(12)]
     assert most[0] <= 3
+
+
+def test_prefetch_in_processes_runs_elsewhere_and_sends_tensors_and_errors_back():
+    import os
+
+    import torch
+
+    def work(i: int):
+        if i == 2:
+            raise ConfigError("two")
+        return os.getpid(), torch.full((3,), i)
+
+    source = Prefetch(list(range(5)), work, workers=2, depth=3, catch=(ConfigError,), processes=True)
+    try:
+        results = list(source)
+    finally:
+        source.close()
+    assert [i for i, _ in results] == list(range(5)) and str(results[2][1]) == "two"
+    assert all(r[0] != os.getpid() and r[1].tolist() == [i] * 3 for i, r in results if i != 2)
 
 
 def test_in_order_writes_up_to_the_first_gap_and_flush_keeps_the_rest():

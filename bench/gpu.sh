@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The GPU checks in one run on a CUDA machine: the GPU tests, then the GPU rows of the benches.
 #
-#   bash bench/gpu.sh [LOG_DIR]          # from the repository root, clapper importable (pip install -e .)
+#   bash bench/gpu.sh [PART] [LOG_DIR]   # from the repository root, clapper importable (pip install -e .)
 #
-# Each step has its own time limit (seconds, written beside it) and the run goes on past a failed step;
-# every step's output is also written to LOG_DIR/<step>.log (default bench/out/gpu).
+# PART: engine (the GPU tests, bench/throughput.py and bench/e2e.py: at most 540 s), others (train_data and
+# serve: at most 240 s) or all (the default). Each step has its own time limit (seconds, written beside it) and
+# the run goes on past a failed step; every step's output is also written to LOG_DIR/<step>.log (default
+# bench/out/gpu).
 set -uo pipefail
-logs=${1:-bench/out/gpu}
+part=${1:-all}
+logs=${2:-bench/out/gpu}
+case $part in engine|others|all) ;; *) echo "bench/gpu.sh: PART is engine, others or all, not '$part'" >&2; exit 2;; esac
 mkdir -p "$logs"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 step() {
@@ -22,9 +26,13 @@ import torch, transformers, av
 print(f"torch {torch.__version__}, transformers {transformers.__version__}, PyAV {av.__version__}, "
       f"{torch.cuda.get_device_name()}")
 PY
-step gpu-tests 240 python -m pytest -q -p no:cacheprovider tests/gpu tests/engine
-step throughput 300 python bench/throughput.py --device cuda --dtype bf16 --models demo,real --batch-sizes 1,16 \
-  --real-videos 48
-step e2e 300 python bench/e2e.py --skip-cpu --skip-4bit --frames 96 --new-tokens 64 --repeats 3
-step train-data 240 python bench/train_data.py --device cuda --workers 8 --videos 200 --steps 30 --skip-rss
-step serve 120 python bench/serve.py
+if [[ $part != others ]]; then
+  step gpu-tests 120 python -m pytest -q -p no:cacheprovider tests/gpu tests/engine
+  step throughput 200 python bench/throughput.py --device cuda --dtype bf16 --models demo,real --batch-sizes 1,16 \
+    --real-videos 48
+  step e2e 220 python bench/e2e.py --skip-cpu --skip-4bit --frames 96 --new-tokens 64 --repeats 3
+fi
+if [[ $part != engine ]]; then
+  step train-data 150 python bench/train_data.py --device cuda --workers 8 --videos 200 --steps 30 --skip-rss
+  step serve 90 python bench/serve.py
+fi

@@ -52,6 +52,14 @@ class EngineConfig:
         return self.prefetch if self.prefetch is not None else 2 * self.batch_size
 
     @property
+    def decode_threads(self) -> int:
+        """FFmpeg threads per video in a decode worker: the workers split the cores between them, rather than each
+        starting FFmpeg's frame threads for every core (0, FFmpeg's choice, when the model's thread decodes)."""
+        import os
+
+        return max(1, (os.cpu_count() or 1) // self.decode_workers) if self.decode_workers else 0
+
+    @property
     def join_at(self) -> int:
         """Free places at which waiting videos join a running batch. Each join costs an encode pass and a prefill
         whose price hardly depends on how many videos share it, while a decoding step costs about the same with a
@@ -169,7 +177,7 @@ class Engine:
 
         t0 = time.perf_counter()
         check_file(work.video)
-        prepared = self.backend.prepare(load_clip(work.video, self.sampling))
+        prepared = self.backend.prepare(load_clip(work.video, self.sampling, threads=self.config.decode_threads))
         return prepared, time.perf_counter() - t0
 
     # --- the model's thread ---------------------------------------------------------------------

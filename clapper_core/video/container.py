@@ -77,13 +77,17 @@ def _pick_stream(p: Path, container) -> av.video.stream.VideoStream:
     return best if best in candidates else candidates[0]
 
 
-def prepare_stream(p: Path, stream) -> None:
+def prepare_stream(p: Path, stream, threads: int = 0) -> None:
+    """Check there is a decoder, and set its threads: 0 lets FFmpeg choose (frame and slice threads, what one long
+    video wants), 1 decodes on the calling thread (what each of several decode workers sharing the cores wants)."""
     if stream.codec_context is None:
         name = getattr(stream.codec, "name", None) or "unknown"
         raise UnsupportedCodecError(
             f"{p}: this FFmpeg build has no decoder for its {name} video; re-encode it (H.264, say)"
         )
-    stream.thread_type = "AUTO"
+    stream.thread_type = "NONE" if threads == 1 else "AUTO"
+    if threads > 1:
+        stream.codec_context.thread_count = threads
 
 
 def _seconds(value, time_base) -> float | None:
@@ -163,8 +167,9 @@ def _first_frame(stream, packets) -> tuple[object | None, int]:
     return None, errors
 
 
-def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """What `path` holds: stream, size, duration, rate, rotation; decodes only the first frame."""
+def probe_video(path: str | os.PathLike, *, threads: int = 0) -> VideoInfo:
+    """What `path` holds: stream, size, duration, rate, rotation; decodes only the first frame (`threads`: as in
+    `prepare_stream`)."""
     p = _check_path(path)
     if p.suffix.lower() in IMAGE_SUFFIXES:
         return _probe_image(p)
@@ -172,7 +177,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         if container.format.name in _IMAGE_DEMUXERS:
             return _probe_image(p)
         stream = _pick_stream(p, container)
-        prepare_stream(p, stream)
+        prepare_stream(p, stream, threads)
         try:
             first, _ = _first_frame(stream, container.demux(stream))
         except av.error.FFmpegError as exc:

@@ -232,11 +232,11 @@ def _decode_snap(src: _Source, targets: list[float], spacing: float) -> None:
         last_t = t
 
 
-def _decode_video(info: VideoInfo, plan, config: SamplingConfig) -> _Decoded:
+def _decode_video(info: VideoInfo, plan, config: SamplingConfig, threads: int) -> _Decoded:
     p = Path(info.path)
     with open_container(p) as container:
         stream = container.streams[info.stream_index]
-        prepare_stream(p, stream)
+        prepare_stream(p, stream, threads)
         src = _Source(container, stream, info, config.max_short_side, len(plan.timestamps))
         targets = [info.start_time + t for t in plan.timestamps]
         spacing = info.duration / max(1, len(targets))
@@ -260,14 +260,15 @@ def _load_image(info: VideoInfo, config: SamplingConfig) -> np.ndarray:
         return np.array(im, dtype=np.uint8)[None]  # (1, H, W, 3); a copy, writable like decoded video frames
 
 
-def load_clip(path: str | os.PathLike, config: SamplingConfig = SamplingConfig()) -> Clip:
-    """Sample `path` by `config`: frames (T, H, W, 3) uint8 RGB upright, with their times."""
-    info = probe_video(path)
+def load_clip(path: str | os.PathLike, config: SamplingConfig = SamplingConfig(), *, threads: int = 0) -> Clip:
+    """Sample `path` by `config`: frames (T, H, W, 3) uint8 RGB upright, with their times. `threads`: FFmpeg's
+    decoding threads, 0 for its own choice, 1 for none (see `container.prepare_stream`); the frames are the same."""
+    info = probe_video(path, threads=threads)
     plan = plan_sampling(info, config)
     if info.kind == "image":
         frames = _load_image(info, config)
         return Clip(info.path, frames, (0.0,), 0.0, 0.0, 0.0, plan.segments, (), info, "exact", 1)
-    out = _decode_video(info, plan, config)
+    out = _decode_video(info, plan, config, threads)
     warnings = list(plan.warnings)
     damaged = judge(info.path, out.damage, len(out.times), plan.num_frames)
     warnings += [damaged] if damaged else []

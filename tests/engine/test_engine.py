@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -165,6 +166,8 @@ def test_new_rows_join_once_refill_places_are_free(mixed_videos, refill):
 def test_refill_defaults_to_a_quarter_of_the_batch():
     assert EngineConfig(batch_size=16).join_at == 4 and EngineConfig(batch_size=3).join_at == 1
     assert EngineConfig(batch_size=8, refill=8).join_at == 8
+    assert EngineConfig(decode_workers=0).decode_threads == 0  # the model's thread decodes: FFmpeg chooses
+    assert EngineConfig(decode_workers=os.cpu_count()).decode_threads == 1  # the workers split the cores
     with pytest.raises(ConfigError, match="refill=9"):
         EngineConfig(batch_size=8, refill=9)
 

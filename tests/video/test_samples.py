@@ -48,6 +48,20 @@ def test_every_sample_video(sample_videos):
         assert snapped.num_frames == 4 and not snapped.warnings
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_decoding_threads_give_the_same_frames(sample_videos, threads):
+    """A decode worker's own thread count (`threads=1`: no FFmpeg threads) changes nothing in what it decodes."""
+    import numpy as np
+
+    for path in sample_videos:
+        try:
+            auto = load_clip(path, SamplingConfig(seek="exact"))
+        except UnsupportedCodecError:
+            continue
+        mine = load_clip(path, SamplingConfig(seek="exact"), threads=threads)
+        assert mine.timestamps == auto.timestamps and np.array_equal(mine.frames, auto.frames), path.name
+
+
 def test_nasa_has_two_video_streams_and_audio(sample_videos):
     path = next((p for p in sample_videos if p.name == "nasa_13013.mp4"), None)
     if path is None:

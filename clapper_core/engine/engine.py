@@ -17,6 +17,7 @@ while its batch-mates generate fails alone too, because rows are independent.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -55,16 +56,14 @@ class EngineConfig:
     def decode_threads(self) -> int:
         """FFmpeg threads per video in a decode worker: the workers split the cores between them, rather than each
         starting FFmpeg's frame threads for every core (0, FFmpeg's choice, when the model's thread decodes)."""
-        import os
-
         return max(1, (os.cpu_count() or 1) // self.decode_workers) if self.decode_workers else 0
 
     @property
     def join_at(self) -> int:
         """Free places at which waiting videos join a running batch. Each join costs an encode pass and a prefill
         whose price hardly depends on how many videos share it, while a decoding step costs about the same with a
-        few rows fewer: joining a quarter of the batch at a time beats joining every row alone (bench/throughput.py:
-        1.78x serial against 1.46x at batch 16 on the demo model)."""
+        few rows fewer: joining a quarter of the batch at a time beats joining every row alone (bench/throughput.py,
+        docs/benchmarks.md)."""
         return self.refill if self.refill is not None else max(1, self.batch_size // 4)
 
     @staticmethod

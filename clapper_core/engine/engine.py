@@ -262,18 +262,18 @@ class Engine:
         _, embedding = timed(self.backend.add, items, feats)
         self.stats.encode_s += spent + embedding
 
-    def _record(self, work: Work, question: str, clip: Any) -> Record:
+    def _context(self, clip: Any) -> dict[str, Any]:
+        """What every record of this run says besides its video and question: the job, the model, the clip."""
         hardware = self.loaded.hardware
-        return Record(video=work.video, question=question, task=self.task, model=self.model_name,
-                      device=str(hardware.device), precision=precision_name(hardware),
-                      **(clip_fields(clip) if clip is not None else {}))
+        return dict(task=self.task, model=self.model_name, device=str(hardware.device),
+                    precision=precision_name(hardware), **(clip_fields(clip) if clip is not None else {}))
 
     def _done(self, answer: Any, works: Sequence[Work], videos: dict[int, _Video]) -> Done:
         from clapper_core.runner import Event
 
         i, q = answer.key
         video, work = videos[i], works[i]
-        record = self._record(work, work.questions[q], video.clip)
+        record = Record(video=work.video, question=work.questions[q], **self._context(video.clip))
         record.answer, record.visual_tokens = answer.text, video.visual_tokens
         record.timings = Timings(decode_s=video.decode_s, encode_s=video.encode_s,
                                  prefill_s=answer.prefill_s, generate_s=answer.generate_s)
@@ -295,7 +295,4 @@ class Engine:
         self.stats.videos += 1
         self.emit(Event("engine", stats=self.stats))
         for q, question in enumerate(work.questions):
-            record = self._record(work, question, clip)
-            record.error = " ".join(str(exc).split()) or type(exc).__name__
-            record.error_type = type(exc).__name__
-            yield Done(i, q, record)
+            yield Done(i, q, Record.failure(work.video, question, exc, **self._context(clip)))

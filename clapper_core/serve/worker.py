@@ -155,6 +155,7 @@ class ModelWorker:
         """The video's session from the cache, or decoded and encoded now (and kept)."""
         from clapper_core.generation import VideoSession
         from clapper_core.hardware import decoding_mode
+        from clapper_core.records import clip_fields
         from clapper_core.video import load_clip
 
         s = job.sampling
@@ -167,11 +168,7 @@ class ModelWorker:
         t1 = time.perf_counter()
         session = VideoSession(self.loaded, clip, system=job.conversation.system,
                                decoding=decoding_mode(self.loaded.hardware.device, warm=True))
-        clip_info = dict(
-            frames=clip.num_frames, timestamps=[float(t) for t in clip.timestamps],
-            segments=[[g.start, g.stop, float(g.start_time), float(g.end_time)] for g in clip.segments],
-            duration_s=float(clip.duration), decode_s=t1 - t0, encode_s=session.encode_s,
-        )
+        clip_info = dict(clip_fields(clip), decode_s=t1 - t0, encode_s=session.encode_s)
         entry = Entry(session, clip_info)
         self.cache.put(key, entry)
         return key, entry, True

@@ -39,11 +39,12 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from e2e import PeakSampler  # the benches' one memory sampler (bench/ is on the path: scripts run from there)
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_MODEL = "random-siglip-so400m-384-qwen2-0.5b"
@@ -106,27 +107,16 @@ def _kb(path: str, keys: tuple[str, ...]) -> int:
         return 0
 
 
-class PeakRSS:
-    """`with PeakRSS() as rss:` samples the resident memory every 20 ms; `.before` and `.peak` in MB."""
+class PeakRSS(PeakSampler):
+    """`with PeakRSS() as rss:` samples `rss_mb()` every 20 ms; `.before` and `.peak` in MB."""
 
     def __init__(self, interval: float = 0.02) -> None:
-        self.interval, self.before, self.peak = interval, 0.0, 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, rss_mb())
+        super().__init__(rss_mb, interval)
+        self.before = 0.0
 
     def __enter__(self) -> "PeakRSS":
         self.before = self.peak = rss_mb()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_mb())
+        return super().__enter__()
 
 
 # --- models ----------------------------------------------------------------------------------

@@ -151,8 +151,13 @@ def when_events(scene: Scene) -> list[tuple[int, str]]:
                 out.append((block, f"the {ob.colours[block - 1]} {ob.shape} disappear"))
             else:
                 out.append((block, f"the {ob.shape} turn {ob.colours[block]}"))
-    phrases = [p for _, p in out]
-    return [e for e in out if phrases.count(e[1]) == 1]  # "turn blue" twice would be ambiguous
+    return _unambiguous(out)
+
+
+def _unambiguous(events: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """The (second, phrase) events whose phrase names one event only ("turned blue" twice would be ambiguous)."""
+    phrases = [p for _, p in events]
+    return [e for e in events if phrases.count(e[1]) == 1]
 
 
 def _net_change_answer(ob: SceneObject) -> str:
@@ -208,8 +213,7 @@ def _order_pairs(scene: Scene, *, across: bool = False) -> list[tuple[tuple[int,
             if what == "changed colour":
                 what = f"turned {ob.colours[block]}"
             events.append((block, f"the {ob.shape} {what}"))
-    phrases = [p for _, p in events]
-    unique = [e for e in events if phrases.count(e[1]) == 1]  # "turned blue" twice would be ambiguous
+    unique = _unambiguous(events)
     apart = (lambda a, b: scene.segment_of(a) != scene.segment_of(b)) if across else (lambda a, b: a != b)
     return [(a, b) for i, a in enumerate(unique) for b in unique[i + 1 :] if apart(a[0], b[0])]
 

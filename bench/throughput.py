@@ -93,7 +93,11 @@ def rss_mb() -> float:
     the rest with it), in MB."""
     total = _kb("/proc/self/status", ("VmRSS:",))
     for children in Path("/proc/self/task").glob("*/children"):
-        for pid in children.read_text().split():
+        try:
+            pids = children.read_text().split()
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended since the listing
+            continue
+        for pid in pids:
             total += _kb(f"/proc/{pid}/smaps_rollup", ("Private_Clean:", "Private_Dirty:"))
     return total / 1024
 

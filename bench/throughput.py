@@ -222,8 +222,8 @@ def run_serial(bench: Bench, videos: list[str]) -> tuple[dict[str, str], dict[st
 
 
 def run_engine(bench: Bench, videos: list[str], batch_size: int, workers: int, processes: bool = False
-               ) -> tuple[dict[str, str], Any]:
-    """The engine over every video: answers by video and its `EngineStats`."""
+               ) -> tuple[dict[str, str], Any, str]:
+    """The engine over every video: answers by video, its `EngineStats`, and how it shared the cores."""
     from clapper_core.engine import Engine, EngineConfig, Work
 
     s = bench.settings
@@ -233,7 +233,7 @@ def run_engine(bench: Bench, videos: list[str], batch_size: int, workers: int, p
     answers = {}
     for done in engine.run([Work(video, [s.prompt]) for video in videos]):
         answers[videos[done.work]] = answer_key(done.record)
-    return answers, engine.stats
+    return answers, engine.stats, engine.cores.decision
 
 
 def measured(fn, device: str) -> tuple[Any, float, PeakRSS, float | None]:
@@ -280,15 +280,15 @@ def serial_row(bench: Bench, args: argparse.Namespace) -> tuple[dict, dict[str, 
 def engine_row(bench: Bench, args: argparse.Namespace, way: str, batch: int, reference: dict, serial: dict) -> dict:
     processes = way.endswith("processes")
     log(f"[{bench.name}] {way}, batch {batch}, {args.workers} decode {'processes' if processes else 'threads'}")
-    (answers, stats), seconds, rss, cuda_mb = measured(
+    (answers, stats, cores), seconds, rss, cuda_mb = measured(
         lambda: run_engine(bench, bench.videos, batch, args.workers, processes), args.device)
     shares = stats.shares()
     shares["decode"] = shares.pop("decode wait")  # the engine's decode column: the model waiting for a decode
     r = row(bench, way, batch, seconds, shares, rss, cuda_mb, answers)
     differ = [Path(v).name for v in bench.videos if answers.get(v) != reference[v]]
     r.update(vs_serial=r["videos_per_min"] / serial["videos_per_min"], mismatches=len(differ),
-             mismatched=differ[:10], decode_worker_s=stats.decode_s, wait_s=stats.wait_s)
-    log(_progress(r))
+             mismatched=differ[:10], decode_worker_s=stats.decode_s, wait_s=stats.wait_s, cores=cores)
+    log(_progress(r) + (f"; {cores}" if cores else ""))
     return r
 
 
@@ -332,11 +332,13 @@ def report(bench: Bench, rows: list[dict], facts: dict, args: argparse.Namespace
              f"{len(bench.videos)} videos ({generated} generated, {len(bench.videos) - generated} shared), "
              f"at most {s.max_frames} frames at {s.fps:g} fps, at most {s.max_new_tokens} new tokens")
     workers = ", ".join(f"{r['way']} {r['batch']}: {r['decode_worker_s']:.1f} s" for r in rows[1:])
+    shared = "; ".join(f"{r['way']} {r['batch']}: {r['cores']}" for r in rows[1:] if r["cores"])
     notes = [
         f"Serial answers that ended before the token limit: {facts['stopped_early']} of {facts['answers']}.",
         "decode / encode / generate: each stage's share of the model thread's time. Serial runs them one after "
         "another; on the engine rows decode is the time the model waited for a decoded video, while the decoding "
         f"itself overlaps the model (decode workers' time in all: {workers}).",
+        f"The model's torch threads (engine/cores.py): {shared or 'torch threads, not changed'}.",
         "Peak RSS: the process's resident memory sampled every 20 ms during the way (weights included), plus the "
         "private memory of its decode processes if any; Δ: its rise over what was resident just before.",
     ]

@@ -17,13 +17,13 @@ while its batch-mates generate fails alone too, because rows are independent.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from clapper_core.defaults import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, DECODE_WORKERS, ENCODE_FRAMES
+from clapper_core.engine.cores import CoreShare, usable_cores
 from clapper_core.engine.pipeline import Prefetch
 from clapper_core.errors import ConfigError
 from clapper_core.records import Record, Timings, clip_fields, precision_name
@@ -39,6 +39,8 @@ class EngineConfig:
     prefetch: int | None = None  # videos decoded ahead of the model; default twice the batch
     encode_frames: int = ENCODE_FRAMES  # frames encoded in one pass, at most (one video may exceed it alone)
     refill: int | None = None  # free places a running batch waits for before new rows join; default a quarter
+    model_threads: int | None = None  # the model's torch threads on the CPU: None balances against decoding
+    #                                   (cores.py), 0 leaves torch's setting, n > 0 uses n for the run
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -47,6 +49,8 @@ class EngineConfig:
             raise ConfigError(f"refill={self.refill} must be between 1 and the batch size ({self.batch_size})")
         if self.decode_workers < 0:
             raise ConfigError(f"decode_workers={self.decode_workers} must be 0 (decode on the model's thread) or more")
+        if self.model_threads is not None and self.model_threads < 0:
+            raise ConfigError(f"model_threads={self.model_threads} must be 0 (torch's setting), 1 or more, or None")
 
     @property
     def depth(self) -> int:
@@ -56,7 +60,7 @@ class EngineConfig:
     def decode_threads(self) -> int:
         """FFmpeg threads per video in a decode worker: the workers split the cores between them, rather than each
         starting FFmpeg's frame threads for every core (0, FFmpeg's choice, when the model's thread decodes)."""
-        return max(1, (os.cpu_count() or 1) // self.decode_workers) if self.decode_workers else 0
+        return max(1, usable_cores() // self.decode_workers) if self.decode_workers else 0
 
     @property
     def join_at(self) -> int:
@@ -167,6 +171,7 @@ class Engine:
         self.emit = on_event or (lambda event: None)
         self.backend = backend if backend is not None else ModelBackend(loaded, batch_size=config.batch_size)
         self.stats = EngineStats()
+        self.cores: CoreShare | None = None
 
     # --- one video, in a decode worker ----------------------------------------------------------
 
@@ -183,32 +188,37 @@ class Engine:
 
     def run(self, works: Sequence[Work]) -> Iterator[Done]:
         """Answer every question of every work item; `Done`s in completion order."""
+        from clapper_core.hardware import on_cuda
         from clapper_core.runner import recoverable
 
         self.stats, videos = EngineStats(), {}
+        self.cores = CoreShare(self.config.model_threads, self.config.decode_workers,
+                               on_cpu=not on_cuda(self.loaded.hardware.device))
         source = Prefetch(works, self._decode, workers=self.config.decode_workers, depth=self.config.depth,
                           catch=recoverable(), processes=self.config.decode_processes)
         try:
-            while not source.exhausted or self.backend.busy:
-                group = yield from self._take(source, works, videos)
-                if group:
-                    yield from self._encode(group, works, videos)
-                if self.backend.busy:
-                    yield from self._step(works, videos)
+            with self.cores:
+                while not source.exhausted or self.backend.busy:
+                    group = yield from self._take(source, works, videos)
+                    if group:
+                        yield from self._encode(group, works, videos)
+                    if self.backend.busy:
+                        yield from self._step(works, videos)
         finally:
             source.close()
 
     def _take(self, source: Prefetch, works: Sequence[Work], videos: dict[int, "_Video"]
               ) -> Generator[Done, None, list[tuple[int, Any]]]:
-        """The decoded videos to encode now: none while a running batch has fewer than `join_at` free places, else
-        as many as it has free places and `encode_frames` allows. It waits for a decode only when nothing else could
-        run; a video that failed to decode is yielded at once."""
+        """The decoded videos to encode now, as many as the batch has free places and `encode_frames` allows. A
+        running batch takes them only once `join_at` places are free and as many videos are decoded (fewer when
+        fewer are left); an idle one waits for that many. A video that failed to decode is yielded at once."""
         group: list[tuple[int, Any]] = []
-        if self.backend.busy and self.backend.free < self.config.join_at:
-            return group  # the batch runs on until enough places are free for a join worth its price
+        worth = min(self.config.join_at, source.left)  # a join of fewer is not worth its encode pass and prefill
+        if self.backend.busy and (self.backend.free < self.config.join_at or source.ready_count() < worth):
+            return group  # the batch runs on meanwhile
         rows = frames = 0
         while (not source.exhausted and rows < self.backend.free and frames < self.config.encode_frames
-               and (source.ready() or not (group or self.backend.busy))):
+               and (source.ready() or (not self.backend.busy and rows < worth))):
             t0 = time.perf_counter()
             i, result = next(source)
             self.stats.wait_s += time.perf_counter() - t0
@@ -252,6 +262,7 @@ class Engine:
             for one in group:
                 yield from self._encode([one], works, videos)
             return
+        self.cores.encoded(sum(videos[i].decode_s for i, _ in group), spent)
         items, feats = [], []
         for (i, prepared), f in zip(group, features):
             video = videos[i]

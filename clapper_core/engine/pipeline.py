@@ -48,8 +48,22 @@ class Prefetch(Iterator[tuple[int, Any]]):
     def exhausted(self) -> bool:
         return self.taken >= len(self.items)
 
+    @property
+    def left(self) -> int:
+        """Items not taken yet."""
+        return len(self.items) - self.taken
+
     def ready(self) -> bool:
         return self.pool is None or (bool(self.queue) and self.queue[0].done())
+
+    def ready_count(self) -> int:
+        """Results that can be taken now without waiting (all that are left when the caller's thread decodes)."""
+        if self.pool is None:
+            return self.left
+        n = 0
+        while n < len(self.queue) and self.queue[n].done():
+            n += 1
+        return n
 
     def __next__(self) -> tuple[int, Any]:
         if self.exhausted:

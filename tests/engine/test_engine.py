@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from clapper_core.engine import Engine, EngineConfig, InOrder, Work
+from clapper_core.engine.cores import usable_cores
 from clapper_core.engine.pipeline import Prefetch
 from clapper_core.errors import ConfigError
 from clapper_core.generation import GenerationConfig
@@ -167,7 +168,7 @@ def test_refill_defaults_to_a_quarter_of_the_batch():
     assert EngineConfig(batch_size=16).join_at == 4 and EngineConfig(batch_size=3).join_at == 1
     assert EngineConfig(batch_size=8, refill=8).join_at == 8
     assert EngineConfig(decode_workers=0).decode_threads == 0  # the model's thread decodes: FFmpeg chooses
-    assert EngineConfig(decode_workers=os.cpu_count()).decode_threads == 1  # the workers split the cores
+    assert EngineConfig(decode_workers=usable_cores()).decode_threads == 1  # the workers split the cores
     with pytest.raises(ConfigError, match="refill=9"):
         EngineConfig(batch_size=8, refill=9)
 

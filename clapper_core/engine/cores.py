@@ -4,8 +4,8 @@ On a GPU the model's thread mostly waits for the device, and the decode workers 
 CPU both compute on the same cores: torch's intra-op threads (one a core by default) and the decode workers. When
 decoding is a large part of the work (short videos, a small model), the threads that want a core outnumber the
 cores, and torch's threads, which spin between operators, take time the workers need. So `CoreShare` compares the
-two costs on the first videos the model encodes. When decoding them took at least a quarter of the time encoding
-them did, each decode worker gets a core: the model's thread keeps the cores left (at least one thread) for the
+two costs on the first videos the model encodes, in CPU time (time spent waiting for a core does not count). When
+decoding them took at least a quarter of the CPU time encoding them did, each decode worker gets a core: the model's thread keeps the cores left (at least one thread) for the
 rest of the run. Torch's setting comes back when the run ends.
 
 The two costs are far apart on both sides, so the quarter leaves room for the first pass being slowed by the
@@ -32,7 +32,8 @@ def usable_cores() -> int:
 
 class CoreShare:
     """`with CoreShare(threads, workers, on_cpu=...) as cores:` around a run, and `cores.encoded(decode_s, encode_s)`
-    after each encode pass (the seconds its videos took to decode, in their workers, and to encode). `threads`: None
+    after each encode pass: the CPU seconds its videos took to decode (in their workers) and to encode (on the
+    model's thread). `threads`: None
     balances (on the CPU, with decode workers), 0 leaves torch's setting alone, n > 0 gives the model's thread n
     torch threads for the run."""
 
@@ -64,7 +65,7 @@ class CoreShare:
         self.balancing = False
         threads = torch.get_num_threads()
         fit = max(1, min(threads, usable_cores() - self.workers)) if decode_s >= DECODE_SHARE * encode_s else threads
-        self.decision = (f"decoding took {decode_s:.3f} s and encoding {encode_s:.3f} s: the model runs on {fit} "
+        self.decision = (f"decoding took {decode_s:.3f} CPU s and encoding {encode_s:.3f}: the model runs on {fit} "
                          f"torch thread{'s' if fit > 1 else ''}" + (" (torch's setting)" if fit == threads else ""))
         if fit < threads:
             self._set(fit)

@@ -154,6 +154,7 @@ class _Video:
     encode_s: float = 0.0
     visual_tokens: int = 0
     left: int = 0
+    decode_cpu: float = 0.0  # CPU seconds its worker spent decoding it (what `CoreShare` compares)
 
 
 def _timed(fn: Callable, *args: Any) -> tuple[Any, float]:
@@ -175,14 +176,15 @@ class Engine:
 
     # --- one video, in a decode worker ----------------------------------------------------------
 
-    def _decode(self, work: Work) -> tuple[Any, float]:
+    def _decode(self, work: Work) -> tuple[Any, float, float]:
+        """The prepared video, and the wall and CPU seconds its worker spent on it."""
         from clapper_core.runner import check_file
         from clapper_core.video import load_clip
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         check_file(work.video)
         prepared = self.backend.prepare(load_clip(work.video, self.sampling, threads=self.config.decode_threads))
-        return prepared, time.perf_counter() - t0
+        return prepared, time.perf_counter() - t0, time.thread_time() - cpu0
 
     # --- the model's thread ---------------------------------------------------------------------
 
@@ -225,8 +227,9 @@ class Engine:
             if isinstance(result, BaseException):
                 yield from self._failed(i, works[i], result, None)
                 continue
-            prepared, decode_s = result
+            prepared, decode_s, decode_cpu = result
             self._admit(i, prepared, decode_s, works[i], videos)
+            videos[i].decode_cpu = decode_cpu
             group.append((i, prepared))
             rows += len(works[i].questions)
             frames += prepared.clip.num_frames
@@ -252,6 +255,7 @@ class Engine:
         from clapper_core.runner import recoverable
 
         timed = getattr(self.backend, "timed", _timed)
+        cpu0 = time.thread_time()
         try:
             features, spent = timed(self.backend.encode, [p for _, p in group])
         except recoverable() as exc:  # one video too big for memory, say: encode them one by one to find it
@@ -262,7 +266,7 @@ class Engine:
             for one in group:
                 yield from self._encode([one], works, videos)
             return
-        self.cores.encoded(sum(videos[i].decode_s for i, _ in group), spent)
+        self.cores.encoded(sum(videos[i].decode_cpu for i, _ in group), time.thread_time() - cpu0)
         items, feats = [], []
         for (i, prepared), f in zip(group, features):
             video = videos[i]

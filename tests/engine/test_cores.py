@@ -64,7 +64,7 @@ def test_cores_are_left_alone_on_a_gpu_without_workers_or_when_told(four_cores):
 
 
 class _Slow(FakeBackend):
-    """Decoding takes 20 ms a video, encoding nothing; records the torch threads each step runs with, and the
+    """Decoding takes 20 ms of CPU a video, encoding nothing; records the torch threads each step runs with, and the
     size of every encode pass."""
 
     def __init__(self, loaded, config) -> None:
@@ -72,7 +72,9 @@ class _Slow(FakeBackend):
         self.threads, self.groups = [], []
 
     def prepare(self, clip):
-        time.sleep(0.02)
+        end = time.thread_time() + 0.02
+        while time.thread_time() < end:  # CPU time, as decoding takes it: a sleep would not count
+            pass
         return super().prepare(clip)
 
     def encode(self, prepared):

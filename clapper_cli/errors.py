@@ -12,7 +12,6 @@ Every command runs inside `clapper_cli.main.main()`, which turns an error into a
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 
@@ -48,7 +47,9 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def debug_enabled() -> bool:
-    return os.environ.get("CLAPPER_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
+    from clapper_core.settings import env_flag
+
+    return env_flag("CLAPPER_DEBUG")
 
 
 def one_line(exc: BaseException) -> str:

@@ -63,14 +63,11 @@ def decoding_mode(device, *, warm: bool = False) -> str:
     chosen for a process that stays warm (`clapper serve`, `warm=True`), or anywhere with `CLAPPER_COMPILE=1`.
     `CLAPPER_EAGER=1` always decodes eagerly (debugging, or a GPU where compiling fails); the CPU always does.
     """
-    import os
+    from clapper_core.settings import env_flag
 
-    def on(name: str) -> bool:
-        return os.environ.get(name, "").strip() not in ("", "0")
-
-    if on("CLAPPER_EAGER") or not on_cuda(device):
+    if env_flag("CLAPPER_EAGER") or not on_cuda(device):
         return "eager"
-    return "compiled" if warm or on("CLAPPER_COMPILE") else "eager"
+    return "compiled" if warm or env_flag("CLAPPER_COMPILE") else "eager"
 
 
 def _cuda_available() -> bool:

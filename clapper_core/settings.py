@@ -29,6 +29,18 @@ from clapper_core.errors import ConfigError
 DEMO_MODEL = D.MODEL
 ENV_PREFIX = "CLAPPER_"
 CONFIG_ENV = "CLAPPER_CONFIG"  # path of the config file, overriding the platformdirs location
+OFF = ("", "0", "false", "no", "off")  # what turns an on/off switch off, in any case
+
+
+def env_flag(name: str, env: Mapping[str, str] | None = None) -> bool:
+    """An on/off switch of the environment (CLAPPER_DEBUG, CLAPPER_EAGER, CLAPPER_COMPILE): off when unset, empty or
+    0/false/no/off in any case; on for anything else."""
+    return (os.environ if env is None else env).get(name, "").strip().lower() not in OFF
+
+
+def hf_offline(env: Mapping[str, str] | None = None) -> bool:
+    """Whether HF_HUB_OFFLINE is on, read as huggingface_hub reads it: 1/on/yes/true in any case."""
+    return (os.environ if env is None else env).get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
 # --- what each key is ---------------------------------------------------------------------

@@ -155,8 +155,9 @@ def model_location(name: str) -> tuple[str, str]:
         cache = _hf_cache_dir() / ("models--" + name.replace("/", "--"))
         if cache.is_dir():
             return OK, f"Hugging Face cache ({cache})"
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-        if offline:
+        from clapper_core.settings import hf_offline
+
+        if hf_offline():
             return FAIL, f"not in the Hugging Face cache ({cache.parent}) and HF_HUB_OFFLINE is set"
         return WARN, f"not cached: would download {name} from the Hugging Face Hub into {cache.parent}"
     return FAIL, f"{name} is neither a directory nor a Hugging Face id (owner/name)"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from clapper_core.defaults import ATTNS, DEVICES, QUANTS
 from clapper_core.errors import ConfigError, ModelError, ModelFormatError, ModelNotFoundError, QuantizationError
 from clapper_core.hardware import HardwareChoice, choose_hardware
 from clapper_core.model.tokens import TokenCosts, token_costs
+from clapper_core.settings import hf_offline
 
 DEMO_MODEL = defaults.MODEL
 DEMO_MODEL_DIR = Path(__file__).resolve().parent.parent / "demo_model"
@@ -67,10 +67,6 @@ class LoadedModel:
 # --- finding the files -------------------------------------------------------------------
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
 def resolve_model_dir(name: str, *, cached_only: bool = False) -> Path:
     """The local directory holding `name`: a path, the built-in demo model, or a Hub snapshot.
 
@@ -92,7 +88,7 @@ def resolve_model_dir(name: str, *, cached_only: bool = False) -> Path:
         raise ModelNotFoundError(
             f"no model directory at {name}; check the path, or pass a Hugging Face id (owner/name)"
         )
-    return _snapshot(name, local_only=cached_only or _offline())
+    return _snapshot(name, local_only=cached_only or hf_offline())
 
 
 def _snapshot(repo_id: str, *, local_only: bool) -> Path:
@@ -108,7 +104,7 @@ def _snapshot(repo_id: str, *, local_only: bool) -> Path:
             )
         )
     except LocalEntryNotFoundError as exc:
-        why = "HF_HUB_OFFLINE is set" if _offline() else (
+        why = "HF_HUB_OFFLINE is set" if hf_offline() else (
             "only the cache is read here" if local_only else "the Hugging Face Hub cannot be reached")
         raise ModelNotFoundError(
             f"{repo_id} is not in the Hugging Face cache and {why}; download it once online or pass a local directory"

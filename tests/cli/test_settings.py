@@ -78,3 +78,33 @@ def test_json_config_file(tmp_path, monkeypatch):
     set_value("quant", "4BIT")
     assert json.loads(path.read_text()) == {"quant": "4bit"}
     assert resolve().quant == "4bit"
+
+
+@pytest.mark.parametrize(("value", "on"), [
+    (None, False), ("", False), ("0", False), ("false", False), ("No", False), (" OFF ", False),
+    ("1", True), ("true", True), ("yes", True), ("on", True), ("2", True),
+])
+def test_every_on_off_switch_reads_the_same_words(monkeypatch, value, on):
+    """CLAPPER_EAGER=false used to turn eager decoding on: every switch now takes 0/false/no/off as off."""
+    from clapper_cli.errors import debug_enabled
+    from clapper_core.hardware import decoding_mode
+    from clapper_core.settings import env_flag
+
+    for name in ("CLAPPER_DEBUG", "CLAPPER_EAGER", "CLAPPER_COMPILE"):
+        monkeypatch.delenv(name, raising=False)
+        if value is not None:
+            monkeypatch.setenv(name, value)
+        assert env_flag(name) is on
+    assert debug_enabled() is on
+    assert decoding_mode("cuda", warm=True) == ("eager" if on else "compiled")  # CLAPPER_EAGER wins over a warm GPU
+
+
+@pytest.mark.parametrize(("value", "offline"), [("1", True), ("ON", True), ("yes", True), ("True", True),
+                                                 ("0", False), ("false", False), ("", False), ("2", False)])
+def test_hf_hub_offline_is_read_as_huggingface_hub_reads_it(value, offline):
+    import huggingface_hub.constants
+
+    from clapper_core.settings import hf_offline
+
+    assert hf_offline({"HF_HUB_OFFLINE": value}) is offline
+    assert huggingface_hub.constants._is_true(value) is offline

@@ -342,8 +342,8 @@ def caption_batch(
                 device = "cpu" if select_device(info, settings.device) == "cpu" else "cuda"
             loaded = load(settings, on_event=emit, device=device)
         works = [Work(str(videos[i]), [prompt]) for i in todo]
-        engine = _engine(loaded, settings, emit, task="caption") if todo else None
-        for done in _run(engine, works) if engine else ():
+        engine = job_engine(loaded, settings, emit, task="caption") if todo else None
+        for done in closing_run(engine, works) if engine else ():
             record, video = done.record, works[done.work].video
             if record.ok:  # counted before it is written and printed: an interrupt then counts what was shown
                 summary.succeeded += 1
@@ -366,14 +366,14 @@ def caption_batch(
     return summary
 
 
-def _run(engine: Any, works: list[Work]) -> Iterator[Any]:
+def closing_run(engine: Any, works: list[Work]) -> Iterator[Any]:
     """`engine.run(works)`, closed as soon as the caller stops (Ctrl-C): its decode workers stop at once."""
     with closing(engine.run(works)) as results:
         yield from results
 
 
-def _engine(loaded: Any, settings: Settings, emit: OnEvent, *, task: str, sampling: Any = None,
-            generation: Any = None) -> Any:
+def job_engine(loaded: Any, settings: Settings, emit: OnEvent, *, task: str, sampling: Any = None,
+               generation: Any = None) -> Any:
     """The batched engine for a job, with the settings' batch size (or the device's default)."""
     from clapper_core.engine import Engine, EngineConfig
 

@@ -274,7 +274,7 @@ def evaluate(
                                      "answered (--overwrite starts afresh)."))
     emit(Event("batch", total=total, skipped=sink.skipped))
     from clapper_core.engine import InOrder
-    from clapper_core.runner import _engine, _run
+    from clapper_core.runner import closing_run, job_engine
 
     pending = [questions[i] for i in sink.pending]
     works, slots, missing = _works(questions, sink.pending)
@@ -297,8 +297,8 @@ def evaluate(
             record = _missing(q, model=settings.model, hardware=loaded.hardware, options=options, frames=frames)
             writer.add(position, record)
             finished(q, record)
-        engine = _engine(loaded, settings, emit, task="eval", sampling=sampling, generation=generation)
-        for result in _run(engine, works):
+        engine = job_engine(loaded, settings, emit, task="eval", sampling=sampling, generation=generation)
+        for result in closing_run(engine, works):
             position = slots[result.work][result.question]
             q = pending[position]
             record = score(q, result.record, options, frames)

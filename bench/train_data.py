@@ -8,8 +8,10 @@ against the number of distinct videos.
 
 Speed: one training run per setting on the same generated videos (stage 1, batch 8), decoding in the
 training process (`--num-workers 0`, the path clapper trained on before worker loading) against
-`--workers` DataLoader workers; samples/s and tokens/s from the metrics log over every step but the
-first (start-up), with the share of that time the loop waited on data.
+`--workers` DataLoader workers, each decoding with FFmpeg's own threads (the previous behaviour: frame threads for
+every core in every worker) and with its share of the cores (`hardware.decode_threads`, what training does now);
+samples/s and tokens/s from the metrics log over every step but the first (start-up), with the share of that
+time the loop waited on data.
 
 Memory: peak RSS of a run of one epoch over 200 and over 2,000 distinct videos, decoding in the
 process (so one process holds everything), for the current loader and for the previous behaviour,
@@ -80,6 +82,10 @@ def child(spec: dict) -> dict:
 
     if spec.pop("keep_clips"):
         keep_every_clip()
+    if spec.pop("ffmpeg_threads"):
+        from clapper_core.train import trainer
+
+        trainer.decode_threads = lambda workers: 0  # the previous behaviour: FFmpeg's own threads in every worker
     cfg = TrainConfig(**spec)
     t0 = time.perf_counter()
     result = train(cfg)
@@ -132,7 +138,7 @@ def run(spec: dict) -> dict:
 def base_spec(args, data: Path, out: Path, **kw) -> dict:
     spec = dict(data=str(data), output=str(out), model=args.model, stage=1, batch_size=args.batch_size,
                 save_every=0, device=args.device, fps=args.fps, max_frames=args.max_frames, seed=0, warmup=0.0,
-                num_workers=0, keep_clips=False)
+                num_workers=0, keep_clips=False, ffmpeg_threads=False)
     spec.update(kw)
     return spec
 
@@ -143,16 +149,17 @@ def speed(args, work: Path, tmp: Path) -> None:
     stages = (1, 2) if args.device == "cuda" else (1,)
     print(f"\n## speed: {args.videos} videos of {args.size}px x {args.seconds}s, batch {args.batch_size}, "
           f"{steps} steps, model {Path(args.model).name}, device {args.device}")
-    print(f"{'stage':>5} {'decoding in':<22} {'samples/s':>10} {'tokens/s':>10} {'data wait':>10} "
+    print(f"{'stage':>5} {'decoding in':<30} {'samples/s':>10} {'tokens/s':>10} {'data wait':>10} "
           f"{'peak mem':>10} {'vs in-process':>14}")
+    ways = ((0, False, "the training process"), (args.workers, True, f"{args.workers} workers, FFmpeg's threads"),
+            (args.workers, False, f"{args.workers} workers"))
     for stage in stages:
         base = None
-        for workers in (0, args.workers):
-            r = run(base_spec(args, data, tmp / f"s{stage}w{workers}", stage=stage, steps=steps,
-                              num_workers=workers, lr=1e-5 if stage == 2 else None))
+        for workers, ffmpeg_threads, where in ways:
+            r = run(base_spec(args, data, tmp / f"s{stage}w{workers}{ffmpeg_threads}", stage=stage, steps=steps,
+                              num_workers=workers, lr=1e-5 if stage == 2 else None, ffmpeg_threads=ffmpeg_threads))
             base = base or r["samples_per_s"]
-            where = "the training process" if workers == 0 else f"{workers} workers"
-            print(f"{stage:>5} {where:<22} {r['samples_per_s']:>10.2f} {r['tokens_per_s']:>10.0f} "
+            print(f"{stage:>5} {where:<30} {r['samples_per_s']:>10.2f} {r['tokens_per_s']:>10.0f} "
                   f"{r['data_wait']:>10.0%} {r['peak_mem_mb']:>8.0f}MB {r['samples_per_s'] / base:>13.2f}x",
                   flush=True)
 

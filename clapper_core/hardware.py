@@ -51,6 +51,27 @@ class HardwareChoice:
         return f"{self.device}, {precision}, {self.attn_implementation} attention"
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (a container's or taskset's limit, not the machine's count)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def decode_threads(workers: int) -> int:
+    """FFmpeg threads for each of `workers` decode workers (the engine's, or a training DataLoader's): the workers of
+    every process on this machine (torchrun's LOCAL_WORLD_SIZE) split its cores, one thread at least, rather than
+    each starting FFmpeg's frame threads for every core; 0 (FFmpeg's own choice) when the caller's thread decodes."""
+    if workers <= 0:
+        return 0
+    from clapper_core.distributed import dist_info
+
+    return max(1, usable_cores() // (workers * max(1, dist_info().local_world_size)))
+
+
 def on_cuda(device) -> bool:
     """Whether `device` (a torch.device, or a name such as "cuda:1") is a CUDA device."""
     return str(getattr(device, "type", device)).startswith("cuda")

@@ -16,18 +16,11 @@ model keeps torch's threads. Measured by bench/throughput.py (docs/benchmarks.md
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from clapper_core.hardware import usable_cores
+
 DECODE_SHARE = 0.25  # decoding time, as a share of encoding time, from which the decode workers get a core each
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on (a container's or taskset's limit, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class CoreShare:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clapper_core.defaults import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, DECODE_WORKERS, ENCODE_FRAMES
-from clapper_core.engine.cores import CoreShare, usable_cores
+from clapper_core.engine.cores import CoreShare
 from clapper_core.engine.pipeline import Prefetch
 from clapper_core.errors import ConfigError
 from clapper_core.records import Record, Timings, clip_fields, precision_name
@@ -58,9 +58,10 @@ class EngineConfig:
 
     @property
     def decode_threads(self) -> int:
-        """FFmpeg threads per video in a decode worker: the workers split the cores between them, rather than each
-        starting FFmpeg's frame threads for every core (0, FFmpeg's choice, when the model's thread decodes)."""
-        return max(1, usable_cores() // self.decode_workers) if self.decode_workers else 0
+        """FFmpeg threads per video in a decode worker (`hardware.decode_threads`)."""
+        from clapper_core.hardware import decode_threads
+
+        return decode_threads(self.decode_workers)
 
     @property
     def join_at(self) -> int:

@@ -226,8 +226,9 @@ class ClipCache:
     """
 
     def __init__(self, sampling, cache_dir: str | Path | None = None, *, max_bytes: int = 10 * 2**30,
-                 shares: int = 1):
+                 shares: int = 1, threads: int = 0):
         self.sampling = sampling
+        self.threads = threads  # FFmpeg threads a decode (`hardware.decode_threads`; 0: FFmpeg's choice)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.decoded = 0  # decodes done through this cache
         self._budget = 0
@@ -243,7 +244,7 @@ class ClipCache:
                 return pickle.load(f)
         from clapper_core.video import load_clip
 
-        clip = load_clip(path, self.sampling)
+        clip = load_clip(path, self.sampling, threads=self.threads)
         self.decoded += 1
         if disk is not None:
             blob = pickle.dumps(clip, protocol=pickle.HIGHEST_PROTOCOL)

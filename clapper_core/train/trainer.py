@@ -36,6 +36,7 @@ import torch
 
 from clapper_core.distributed import DistInfo, all_reduce_sum, barrier, dist_info, init_process_group, select_device
 from clapper_core.errors import DataError
+from clapper_core.hardware import decode_threads
 from clapper_core.train.batches import IGNORE, ExampleBuilder
 from clapper_core.train.config import LOSS_AVERAGES, PRECISIONS, STAGES, TrainConfig, _jsonable, uses_bf16
 from clapper_core.train.data import ClipCache, TrainData, read_train_data
@@ -203,7 +204,8 @@ def _prepare_model(model, cfg: TrainConfig, info: DistInfo, device: torch.device
 def build_loader(cfg: TrainConfig, processor, records, *, info: DistInfo, position: DataPosition, pin: bool):
     """The run's DataLoader, from `position` on: this rank's length-grouped batches, built in workers."""
     sampling = sampling_for(cfg, processor.config)
-    cache = ClipCache(sampling, cfg.cache_dir, max_bytes=int(cfg.cache_max_gb * 2**30), shares=cfg.num_workers)
+    cache = ClipCache(sampling, cfg.cache_dir, max_bytes=int(cfg.cache_max_gb * 2**30), shares=cfg.num_workers,
+                      threads=decode_threads(cfg.num_workers))
     builder = ExampleBuilder(processor, cache, max_length=cfg.max_length)
     seg = sampling.segment_size
     per_frame = processor.count([seg]) / seg

@@ -109,3 +109,23 @@ def test_rows_join_in_groups_of_the_refill_size_while_videos_decode_slowly(video
     config = EngineConfig(batch_size=8, decode_workers=workers, refill=4)
     groups = _run(videos, config).groups
     assert sum(groups) == 12 and all(n >= 4 for n in groups[:-1]), groups
+
+
+def test_decode_workers_of_every_local_process_split_the_cores(monkeypatch):
+    """The engine's decode workers and a training DataLoader's take FFmpeg threads from one rule."""
+    import clapper_core.hardware as hardware
+    from clapper_core.train.data import ClipCache
+
+    monkeypatch.setattr(hardware, "usable_cores", lambda: 8)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert [hardware.decode_threads(w) for w in (0, 1, 2, 3, 16)] == [0, 8, 4, 2, 1]
+    assert EngineConfig(decode_workers=2).decode_threads == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two torchrun processes on this machine, two workers each
+    assert hardware.decode_threads(2) == 2 and EngineConfig(decode_workers=2).decode_threads == 2
+    import clapper_core.video as video
+
+    asked = []
+    monkeypatch.setattr(video, "load_clip", lambda path, sampling, threads=0: asked.append(threads))
+    ClipCache(SamplingConfig(), threads=hardware.decode_threads(2)).get("any.mp4")  # as training builds it
+    assert asked == [2]

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from clapper_core.engine import Engine, EngineConfig, InOrder, Work
-from clapper_core.engine.cores import usable_cores
 from clapper_core.engine.pipeline import Prefetch
 from clapper_core.errors import ConfigError
 from clapper_core.generation import GenerationConfig
+from clapper_core.hardware import usable_cores
 from clapper_core.settings import resolve
 from clapper_core.video import SamplingConfig
 from tests.cli.conftest import corrupt_video

@@ -31,7 +31,7 @@ from clapper_core.generation import GenerationConfig, stop_ids, sync
 class Prepared:
     """A decoded clip made ready for the model off the model's thread: pixels, segment sizes, prompt prefix."""
 
-    clip: Any
+    clip: Any  # its frames dropped (Clip.without_pixels)
     video: Any  # processing_clapper.VideoInputs
 
     @property
@@ -90,8 +90,10 @@ class ModelBackend:
         return out, time.perf_counter() - t0
 
     def prepare(self, clip: Any) -> Prepared:
-        """Resize and normalize the frames and tokenize the prompt prefix (safe to run in a worker thread)."""
-        return Prepared(clip=clip, video=self.processor.prepare_video(clip))
+        """Resize and normalize the frames and tokenize the prompt prefix (safe to run in a worker thread). The
+        decoded frames are dropped once the model's pixels are made: videos waiting in the queue or answering in
+        the batch hold only those."""
+        return Prepared(clip=clip.without_pixels(), video=self.processor.prepare_video(clip))
 
     @torch.inference_mode()
     def encode(self, prepared: list[Prepared]) -> list[torch.Tensor]:

@@ -6,7 +6,7 @@ Nothing here imports PyAV or torch; `Clip.to_tensor` imports torch when it is ca
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -156,6 +156,11 @@ class Clip:
     def segment_sizes(self) -> tuple[int, ...]:
         """Frames per segment, in order: what a model's `TokenCosts.count` prices."""
         return tuple(s.num_frames for s in self.segments)
+
+    def without_pixels(self) -> "Clip":
+        """The same clip with its pixels dropped (frames become (T, 0, 0, 3)): what a record needs about it once the
+        model has its own copy of the frames, holding none of their memory."""
+        return replace(self, frames=np.empty((self.num_frames, 0, 0, 3), np.uint8))
 
     def to_tensor(self):
         """The frames as a torch.uint8 tensor (T, 3, H, W)."""

@@ -52,6 +52,19 @@ def test_a_batch_answers_as_one_at_a_time_with_mixed_frame_counts(tiny_loaded, m
     assert len({r.frames for r in serial.values()}) >= 4 and {len(r.segments) for r in serial.values()} == {1, 2}
 
 
+def test_a_prepared_video_holds_the_model_pixels_and_not_the_decoded_frames(tiny_loaded, mixed_videos):
+    """Videos waiting in the queue or answering in the batch hold no decoded frames: memory is the model's pixels."""
+    from clapper_core.engine.backend import ModelBackend
+    from clapper_core.records import clip_fields
+    from clapper_core.video import load_clip
+
+    clip = load_clip(mixed_videos[3], SamplingConfig(fps=1.0))
+    prepared = ModelBackend(tiny_loaded, batch_size=2).prepare(clip)
+    assert prepared.clip.frames.nbytes == 0 < clip.frames.nbytes
+    assert clip_fields(prepared.clip) == clip_fields(clip) and prepared.clip.warnings == clip.warnings
+    assert prepared.video.pixel_values.shape[0] == clip.num_frames == prepared.clip.num_frames
+
+
 def test_rows_of_very_different_lengths_join_and_leave(tiny_loaded, monkeypatch):
     """Continuous batching on the LLM alone: each row's tokens are those it gets by itself, also when rows that
     share a prefix are prefilled together."""

@@ -4,23 +4,39 @@ On a GPU the model's thread mostly waits for the device, and the decode workers 
 CPU both compute on the same cores: torch's intra-op threads (one a core by default) and the decode workers. When
 decoding is a large part of the work (short videos, a small model), the threads that want a core outnumber the
 cores, and torch's threads, which spin between operators, take time the workers need. So `CoreShare` compares the
-two costs on the first videos the model encodes, in CPU time (time spent waiting for a core does not count). When
-decoding them took at least a quarter of the CPU time encoding them did, each decode worker gets a core: the model's thread keeps the cores left (at least one thread) for the
-rest of the run. Torch's setting comes back when the run ends.
+two costs on the first videos the model encodes, in user CPU time (`cpu_seconds`; waiting for a core does not
+count). When decoding them took at least a tenth of what encoding them did, each decode worker gets a core: the
+model's thread keeps the cores left (at least one thread) for the rest of the run. Torch's setting comes back when
+the run ends.
 
-The two costs are far apart on both sides, so the quarter leaves room for the first pass being slowed by the
-workers decoding beside it. The demo model encodes a video in a few milliseconds, and decoding it takes about as
-long or several times that. SigLIP-so400m takes seconds a video on the CPU, hundreds of times its decoding, and the
+The two costs are far apart on both sides, and the tenth leaves room either way for the first pass being slowed by
+the workers decoding beside it. The demo model encodes a video in a few milliseconds, and decoding it takes half
+as long to several times that. SigLIP-so400m takes seconds a video on the CPU, hundreds of times its decoding, and the
 model keeps torch's threads. Measured by bench/throughput.py (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None
 
 from clapper_core.hardware import usable_cores
 
-DECODE_SHARE = 0.25  # decoding time, as a share of encoding time, from which the decode workers get a core each
+DECODE_SHARE = 0.1  # decoding time, as a share of encoding time, from which the decode workers get a core each
+
+
+def cpu_seconds() -> float:
+    """User CPU seconds of the calling thread so far. User time only: after a decode process is forked, the pages
+    the model's thread writes first are copied, and that system time is the fork's, not the work's."""
+    try:
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_utime
+    except (AttributeError, OSError):  # no per-thread usage outside Linux
+        return time.thread_time()
 
 
 class CoreShare:

@@ -17,13 +17,14 @@ while its batch-mates generate fails alone too, because rows are independent.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from clapper_core.defaults import BATCH_SIZE_CPU, BATCH_SIZE_CUDA, DECODE_WORKERS, ENCODE_FRAMES
-from clapper_core.engine.cores import CoreShare
+from clapper_core.engine.cores import CoreShare, cpu_seconds
 from clapper_core.engine.pipeline import Prefetch
 from clapper_core.errors import ConfigError
 from clapper_core.records import Record, Timings, clip_fields, precision_name
@@ -35,7 +36,7 @@ class EngineConfig:
 
     batch_size: int = BATCH_SIZE_CPU
     decode_workers: int = DECODE_WORKERS
-    decode_processes: bool = False  # decode workers as forked processes instead of threads (see pipeline.py)
+    decode_processes: bool | None = None  # forked processes or threads (pipeline.py); None: see .processes_on
     prefetch: int | None = None  # videos decoded ahead of the model; default twice the batch
     encode_frames: int = ENCODE_FRAMES  # frames encoded in one pass, at most (one video may exceed it alone)
     refill: int | None = None  # free places a running batch waits for before new rows join; default a quarter
@@ -51,6 +52,16 @@ class EngineConfig:
             raise ConfigError(f"decode_workers={self.decode_workers} must be 0 (decode on the model's thread) or more")
         if self.model_threads is not None and self.model_threads < 0:
             raise ConfigError(f"model_threads={self.model_threads} must be 0 (torch's setting), 1 or more, or None")
+
+    def processes_on(self, device: Any) -> bool:
+        """Whether the decode workers are processes: as asked, else on a CPU under Linux (faster there, as the model's
+        thread and the decoders no longer take turns with Python's lock; bench/throughput.py), threads on a GPU (not
+        measured yet) and where forking a process that runs threads is not safe (macOS, Windows)."""
+        if self.decode_processes is not None:
+            return self.decode_processes
+        from clapper_core.hardware import on_cuda
+
+        return sys.platform.startswith("linux") and not on_cuda(device)
 
     @property
     def depth(self) -> int:
@@ -182,10 +193,10 @@ class Engine:
         from clapper_core.runner import check_file
         from clapper_core.video import load_clip
 
-        t0, cpu0 = time.perf_counter(), time.thread_time()
+        t0, cpu0 = time.perf_counter(), cpu_seconds()
         check_file(work.video)
         prepared = self.backend.prepare(load_clip(work.video, self.sampling, threads=self.config.decode_threads))
-        return prepared, time.perf_counter() - t0, time.thread_time() - cpu0
+        return prepared, time.perf_counter() - t0, cpu_seconds() - cpu0
 
     # --- the model's thread ---------------------------------------------------------------------
 
@@ -198,7 +209,7 @@ class Engine:
         self.cores = CoreShare(self.config.model_threads, self.config.decode_workers,
                                on_cpu=not on_cuda(self.loaded.hardware.device))
         source = Prefetch(works, self._decode, workers=self.config.decode_workers, depth=self.config.depth,
-                          catch=recoverable(), processes=self.config.decode_processes)
+                          catch=recoverable(), processes=self.config.processes_on(self.loaded.hardware.device))
         try:
             with self.cores:
                 while not source.exhausted or self.backend.busy:
@@ -256,7 +267,7 @@ class Engine:
         from clapper_core.runner import recoverable
 
         timed = getattr(self.backend, "timed", _timed)
-        cpu0 = time.thread_time()
+        cpu0 = cpu_seconds()
         try:
             features, spent = timed(self.backend.encode, [p for _, p in group])
         except recoverable() as exc:  # one video too big for memory, say: encode them one by one to find it
@@ -267,7 +278,7 @@ class Engine:
             for one in group:
                 yield from self._encode([one], works, videos)
             return
-        self.cores.encoded(sum(videos[i].decode_cpu for i, _ in group), time.thread_time() - cpu0)
+        self.cores.encoded(sum(videos[i].decode_cpu for i, _ in group), cpu_seconds() - cpu0)
         items, feats = [], []
         for (i, prepared), f in zip(group, features):
             video = videos[i]

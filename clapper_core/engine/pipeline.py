@@ -15,7 +15,9 @@ any time, decoded or being decoded, so memory is bounded by the queue, never by 
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -109,18 +111,33 @@ def _pool(workers: int, processes: bool, fn: Callable, catch: tuple[type[BaseExc
     # fork, as DataLoader workers start: the worker inherits `fn` (a bound method of the engine, model and
     # all) instead of unpickling it; it never touches CUDA
     return ProcessPoolExecutor(workers, mp_context=torch.multiprocessing.get_context("fork"),
-                               initializer=_install, initargs=(fn, catch))
+                               initializer=_install, initargs=(fn, catch, os.getpid()))
 
 
 _installed: dict[str, Any] = {}  # in a decode process: the function it runs and the errors it returns
 
 
-def _install(fn: Callable, catch: tuple[type[BaseException], ...]) -> None:
+def _install(fn: Callable, catch: tuple[type[BaseException], ...], parent: int) -> None:
     import torch
 
+    _die_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it closes the pool)
     torch.set_num_threads(1)  # one core a worker, as in DataLoader workers
     _installed.update(fn=fn, catch=catch)
+
+
+def _die_with(parent: int) -> None:
+    """A decode process ends when its parent does, even when the parent is killed outright: otherwise it would wait
+    for work forever, holding the parent's stdout and stderr open (as DataLoader's workers watch their parent)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: killed with the parent
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent was gone before the line above
+        os._exit(0)
 
 
 def _call_installed(item: Any) -> Any:

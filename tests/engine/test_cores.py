@@ -38,8 +38,8 @@ def videos(tmp_path_factory) -> list[Path]:
 
 @pytest.mark.parametrize(("decode_s", "encode_s", "threads"), [
     (0.030, 0.010, 2),  # decoding costs more than encoding: the 2 workers get a core each, the model the other 2
-    (0.003, 0.010, 2),  # a quarter of encoding's time or more still counts
-    (0.001, 0.010, 3),  # decoding is cheap beside the model: torch keeps its threads
+    (0.001, 0.010, 2),  # a tenth of encoding's time or more still counts
+    (0.0009, 0.010, 3),  # decoding is cheap beside the model: torch keeps its threads
 ])
 def test_the_first_encode_pass_decides_the_model_threads(four_cores, decode_s, encode_s, threads):
     with CoreShare(None, 2, on_cpu=True) as share:

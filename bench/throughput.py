@@ -8,7 +8,8 @@ The ways:
   serial     today's path, one video at a time: `VideoJob(...).answer(prompt)` decodes, encodes and generates
   pipelined  the engine with decode workers reading ahead (--workers) and a batch of 1
   batched    the engine with decode workers and --batch-sizes answers generated together
-  batched, processes   (--decode-processes) the same with decode processes instead of threads
+The engine rows use the engine's own choice of decode workers (processes on a CPU under Linux, threads on a GPU);
+--decode threads,processes runs every engine row with each (labelled), to compare them in one run.
 
 The models: `demo` is the built-in clapper-demo (1 fps, at most --new-tokens, default 64); `real` is
 SigLIP-so400m-384 + Qwen2-0.5B at their real shapes with random weights (speed and memory do not depend on the
@@ -221,7 +222,7 @@ def run_serial(bench: Bench, videos: list[str]) -> tuple[dict[str, str], dict[st
     return answers, spent, stopped
 
 
-def run_engine(bench: Bench, videos: list[str], batch_size: int, workers: int, processes: bool = False
+def run_engine(bench: Bench, videos: list[str], batch_size: int, workers: int, processes: bool | None = None
                ) -> tuple[dict[str, str], Any, str]:
     """The engine over every video: answers by video, its `EngineStats`, and how it shared the cores."""
     from clapper_core.engine import Engine, EngineConfig, Work
@@ -261,9 +262,10 @@ def bench_model(bench: Bench, args: argparse.Namespace) -> tuple[list[dict], dic
     run_serial(bench, bench.videos[:1])
     run_engine(bench, bench.videos[:1], 1, args.workers)
     serial, reference, stopped = serial_row(bench, args)
-    ways = [("pipelined", 1)] + [("batched", b) for b in args.batch_sizes]
-    ways += [("batched, processes", b) for b in args.batch_sizes] if args.decode_processes else []
-    rows = [serial] + [engine_row(bench, args, way, batch, reference, serial) for way, batch in ways]
+    ways = [(f"{way}{label}", batch, processes) for label, processes in args.decode
+            for way, batch in [("pipelined", 1)] + [("batched", b) for b in args.batch_sizes]]
+    rows = [serial] + [engine_row(bench, args, way, batch, processes, reference, serial)
+                       for way, batch, processes in ways]
     return rows, {"stopped_early": stopped, "answers": len(reference)}
 
 
@@ -277,9 +279,9 @@ def serial_row(bench: Bench, args: argparse.Namespace) -> tuple[dict, dict[str, 
     return r, answers, stopped
 
 
-def engine_row(bench: Bench, args: argparse.Namespace, way: str, batch: int, reference: dict, serial: dict) -> dict:
-    processes = way.endswith("processes")
-    log(f"[{bench.name}] {way}, batch {batch}, {args.workers} decode {'processes' if processes else 'threads'}")
+def engine_row(bench: Bench, args: argparse.Namespace, way: str, batch: int, processes: bool | None,
+               reference: dict, serial: dict) -> dict:
+    log(f"[{bench.name}] {way}, batch {batch}, {args.workers} decode workers")
     (answers, stats, cores), seconds, rss, cuda_mb = measured(
         lambda: run_engine(bench, bench.videos, batch, args.workers, processes), args.device)
     shares = stats.shares()
@@ -354,8 +356,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--new-tokens", type=int, default=None, help="most tokens an answer (default 64 demo, 32 real)")
     ap.add_argument("--batch-sizes", default="4,8,16", help="batched rows to run, comma-separated (default 4,8,16)")
     ap.add_argument("--workers", type=int, default=2, help="decode workers of the engine (default 2)")
-    ap.add_argument("--decode-processes", action="store_true",
-                    help="also run every batch size with decode processes instead of threads")
+    ap.add_argument("--decode", default="default",
+                    help="decode workers of the engine rows, comma-separated: default (the engine's choice), "
+                         "threads, processes (default: default)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--dtype", choices=tuple(DTYPES), default="fp32")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -367,6 +370,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not args.models or set(args.models) - {"demo", "real"}:
         ap.error(f"--models {','.join(args.models)}: give demo, real or demo,real")
+    modes = {"default": ("", None), "threads": (", decode threads", False), "processes": (", decode processes", True)}
+    wanted = [m.strip() for m in args.decode.split(",") if m.strip()]
+    if not wanted or set(wanted) - set(modes):
+        ap.error(f"--decode {args.decode}: give default, threads, processes or a comma-separated list of them")
+    args.decode = [modes[m] for m in wanted]
     try:
         args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     except ValueError:

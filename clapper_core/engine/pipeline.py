@@ -5,12 +5,13 @@
         ...
     source.close()
 
-Threads by default: PyAV decodes and scales frames with the GIL released, and so do the torch resize
-and normalize that follow, so threads overlap with the model without copying frames between
-processes. `processes=True` forks worker processes instead, as torch's DataLoader does (frames come
-back through shared memory). `bench/throughput.py --decode-processes` measures both on the same
-videos: on the 2-core CPU, processes won nothing (docs/benchmarks.md). At most `depth` results wait at
-any time, decoded or being decoded, so memory is bounded by the queue, never by the number of videos.
+Threads or forked processes. PyAV decodes and scales frames with the GIL released, and so do the torch
+resize and normalize that follow, but the Python around them holds it, and so does most of a small
+model's step: on a CPU the model's thread and decode threads take turns. Processes (`processes=True`,
+forked as torch's DataLoader forks its workers; the tensors they return come back through shared
+memory) do not, and `Engine` uses them on a CPU under Linux: `bench/throughput.py --decode
+threads,processes` measures both on the same videos (docs/benchmarks.md). At most `depth` results wait
+at any time, decoded or being decoded, so memory is bounded by the queue, never by the number of videos.
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ way runs and its rise over what was resident before it; and how many answers dif
 first and is the reference). One video goes through serial and through the engine first, uncounted, to warm up.
 The real shape is built in memory and wrapped as a LoadedModel (saving and reloading 3.6 GB adds nothing measured).
 
-Run it on an otherwise idle machine: with other processes busy on the cores, torch's CPU threads stall, and the
+`--repeat N` runs every way N times, a round at a time, and reports each way's median run (and every round's
+ratio), for machines whose speed drifts. Run it on an otherwise idle machine: with other processes busy on the cores, torch's CPU threads stall, and the
 serial way (many small steps) suffers far more than the engine, which inflates the ratios (--threads 1 helps).
 
 Targets (the issue): on a 2-core CPU the best engine way captions >= 3x serial's videos/min with the demo model and
@@ -261,12 +262,32 @@ def bench_model(bench: Bench, args: argparse.Namespace) -> tuple[list[dict], dic
     log(f"[{bench.name}] warming up on {Path(bench.videos[0]).name}")
     run_serial(bench, bench.videos[:1])
     run_engine(bench, bench.videos[:1], 1, args.workers)
-    serial, reference, stopped = serial_row(bench, args)
     ways = [(f"{way}{label}", batch, processes) for label, processes in args.decode
             for way, batch in [("pipelined", 1)] + [("batched", b) for b in args.batch_sizes]]
-    rows = [serial] + [engine_row(bench, args, way, batch, processes, reference, serial)
-                       for way, batch, processes in ways]
-    return rows, {"stopped_early": stopped, "answers": len(reference)}
+    rounds, reference, stopped = [], None, 0
+    for k in range(args.repeat):  # every way once a round, so that a slow spell of the machine hits them all
+        if args.repeat > 1:
+            log(f"[{bench.name}] round {k + 1} of {args.repeat}")
+        serial, answers, stopped_k = serial_row(bench, args)
+        if reference is None:
+            reference, stopped = answers, stopped_k
+        serial["mismatches"] = sum(answers[v] != reference[v] for v in bench.videos)
+        rounds.append([serial] + [engine_row(bench, args, way, batch, processes, reference, serial)
+                                  for way, batch, processes in ways])
+    rows = [median_row([r[i] for r in rounds]) for i in range(len(rounds[0]))]
+    for r in rows:
+        r["vs_serial"] = r["videos_per_min"] / rows[0]["videos_per_min"]
+    return rows, {"stopped_early": stopped, "answers": len(reference), "rounds": args.repeat}
+
+
+def median_row(runs: list[dict]) -> dict:
+    """One way's row over the rounds: the run of median time, with every round's ratio to its own serial run and
+    the mismatches of all of them."""
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    r = dict(ordered[(len(ordered) - 1) // 2])
+    r["round_ratios"] = [run["vs_serial"] for run in runs]
+    r["mismatches"] = max(run["mismatches"] for run in runs)
+    return r
 
 
 def serial_row(bench: Bench, args: argparse.Namespace) -> tuple[dict, dict[str, str], int]:
@@ -337,6 +358,9 @@ def report(bench: Bench, rows: list[dict], facts: dict, args: argparse.Namespace
     shared = "; ".join(f"{r['way']} {r['batch']}: {r['cores']}" for r in rows[1:] if r["cores"])
     notes = [
         f"Serial answers that ended before the token limit: {facts['stopped_early']} of {facts['answers']}.",
+        *([f"Each row is the median of {facts['rounds']} rounds; each round's ratios to its own serial run: "
+           + "; ".join(f"{r['way']} {r['batch']}: " + " ".join(f"{x:.2f}" for x in r["round_ratios"])
+                       for r in rows[1:])] if facts["rounds"] > 1 else []),
         "decode / encode / generate: each stage's share of the model thread's time. Serial runs them one after "
         "another; on the engine rows decode is the time the model waited for a decoded video, while the decoding "
         f"itself overlaps the model (decode workers' time in all: {workers}).",
@@ -359,6 +383,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--decode", default="default",
                     help="decode workers of the engine rows, comma-separated: default (the engine's choice), "
                          "threads, processes (default: default)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds of every way; each row is its median run (default 1)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--dtype", choices=tuple(DTYPES), default="fp32")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -379,7 +405,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     except ValueError:
         ap.error(f"--batch-sizes {args.batch_sizes}: give whole numbers such as 4,8,16")
-    if any(b < 1 for b in args.batch_sizes) or args.videos < 0 or args.real_videos < 0 or args.workers < 0:
+    if any(b < 1 for b in args.batch_sizes) or args.videos < 0 or args.real_videos < 0 or args.workers < 0 \
+            or args.repeat < 1:
         ap.error("batch sizes must be 1 or more; --videos, --real-videos and --workers 0 or more")
     return args
 

@@ -16,11 +16,13 @@ at any time, decoded or being decoded, so memory is bounded by the queue, never 
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -45,6 +47,9 @@ class Prefetch(Iterator[tuple[int, Any]]):
         self.processes = processes and self.pool is not None
         self.queue: deque[Future] = deque()
         self.submitted = self.taken = 0
+        if self.processes:  # the workers are forked at the first submit
+            with _frozen_heap():
+                self._fill()
         self._fill()
 
     @property
@@ -115,6 +120,20 @@ def _pool(workers: int, processes: bool, fn: Callable, catch: tuple[type[BaseExc
                                initializer=_install, initargs=(fn, catch, os.getpid()))
 
 
+@contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """Around a fork: the objects alive now are moved out of the garbage collector's sight (gc.freeze), so that a
+    collection in a worker does not write to every object the parent had, copying the memory pages it shares with
+    the parent (the advice of the gc module's documentation for forking servers)."""
+    gc.disable()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
 _installed: dict[str, Any] = {}  # in a decode process: the function it runs and the errors it returns
 
 
@@ -122,6 +141,7 @@ def _install(fn: Callable, catch: tuple[type[BaseException], ...], parent: int) 
     import torch
 
     _die_with(parent)
+    gc.enable()  # forked with the parent's collector off and its objects frozen (_frozen_heap): collect new ones
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it closes the pool)
     torch.set_num_threads(1)  # one core a worker, as in DataLoader workers
     _installed.update(fn=fn, catch=catch)

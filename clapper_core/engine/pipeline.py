@@ -125,13 +125,15 @@ def _frozen_heap() -> Iterator[None]:
     """Around a fork: the objects alive now are moved out of the garbage collector's sight (gc.freeze), so that a
     collection in a worker does not write to every object the parent had, copying the memory pages it shares with
     the parent (the advice of the gc module's documentation for forking servers)."""
+    enabled = gc.isenabled()
     gc.disable()
     gc.freeze()
     try:
         yield
     finally:
         gc.unfreeze()
-        gc.enable()
+        if enabled:
+            gc.enable()
 
 
 _installed: dict[str, Any] = {}  # in a decode process: the function it runs and the errors it returns

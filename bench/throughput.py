@@ -26,8 +26,9 @@ first and is the reference). One video goes through serial and through the engin
 The real shape is built in memory and wrapped as a LoadedModel (saving and reloading 3.6 GB adds nothing measured).
 
 `--repeat N` runs every way N times, a round at a time, and reports each way's median run (and every round's
-ratio), for machines whose speed drifts. Run it on an otherwise idle machine: with other processes busy on the cores, torch's CPU threads stall, and the
-serial way (many small steps) suffers far more than the engine, which inflates the ratios (--threads 1 helps).
+ratio), for machines whose speed drifts. Run it on an otherwise idle machine: with other processes busy on the
+cores, torch's CPU threads stall, and the serial way (many small steps) suffers far more than the engine, which
+inflates the ratios (--threads 1 helps).
 
 Targets (the issue): on a 2-core CPU the best engine way captions >= 3x serial's videos/min with the demo model and
 >= 1.5x with the real shape, every answer identical to serial's, and peak RSS within 1 GB of serial's.
@@ -423,7 +424,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error(f"--batch-sizes {args.batch_sizes}: give whole numbers such as 4,8,16")
     if any(b < 1 for b in args.batch_sizes) or args.videos < 0 or args.real_videos < 0 or args.workers < 0 \
             or args.repeat < 1:
-        ap.error("batch sizes must be 1 or more; --videos, --real-videos and --workers 0 or more")
+        ap.error("batch sizes and --repeat must be 1 or more; --videos, --real-videos and --workers 0 or more")
     return args
 
 

@@ -42,9 +42,8 @@ def cpu_seconds() -> float:
 class CoreShare:
     """`with CoreShare(threads, workers, on_cpu=...) as cores:` around a run, and `cores.encoded(decode_s, encode_s)`
     after each encode pass: the CPU seconds its videos took to decode (in their workers) and to encode (on the
-    model's thread). `threads`: None
-    balances (on the CPU, with decode workers), 0 leaves torch's setting alone, n > 0 gives the model's thread n
-    torch threads for the run."""
+    model's thread). `threads`: None balances (on the CPU, with decode workers), 0 leaves torch's setting alone,
+    n > 0 gives the model's thread n torch threads for the run."""
 
     def __init__(self, threads: int | None, workers: int, *, on_cpu: bool) -> None:
         self.fixed = threads or None

@@ -240,20 +240,20 @@ class Engine:
                 yield from self._failed(i, works[i], result, None)
                 continue
             prepared, decode_s, decode_cpu = result
-            self._admit(i, prepared, decode_s, works[i], videos)
-            videos[i].decode_cpu = decode_cpu
+            self._admit(i, prepared, decode_s, decode_cpu, works[i], videos)
             group.append((i, prepared))
             rows += len(works[i].questions)
             frames += prepared.clip.num_frames
         return group
 
-    def _admit(self, i: int, prepared: Any, decode_s: float, work: Work, videos: dict[int, "_Video"]) -> None:
+    def _admit(self, i: int, prepared: Any, decode_s: float, decode_cpu: float, work: Work,
+               videos: dict[int, "_Video"]) -> None:
         """A decoded video enters the run: its decoding time counted, its warnings passed on."""
         from clapper_core.runner import emit_clip_warnings
 
         self.stats.decode_s += decode_s
         emit_clip_warnings(self.emit, work.video, prepared.clip)
-        videos[i] = _Video(i, prepared.clip, decode_s, left=len(work.questions))
+        videos[i] = _Video(i, prepared.clip, decode_s, left=len(work.questions), decode_cpu=decode_cpu)
 
     def _step(self, works: Sequence[Work], videos: dict[int, "_Video"]) -> Iterator[Done]:
         """One step of the LLM batch (waiting rows join first); the answers that ended in it."""

@@ -22,7 +22,7 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -47,10 +47,8 @@ class Prefetch(Iterator[tuple[int, Any]]):
         self.processes = processes and self.pool is not None
         self.queue: deque[Future] = deque()
         self.submitted = self.taken = 0
-        if self.processes:  # the workers are forked at the first submit
-            with _frozen_heap():
-                self._fill()
-        self._fill()
+        with _frozen_heap() if self.processes else nullcontext():  # processes are forked at the first submit
+            self._fill()
 
     @property
     def exhausted(self) -> bool:
